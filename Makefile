@@ -1,0 +1,46 @@
+# mxgate — the two commands an operator needs are `make run` and `make test`.
+GO      ?= go
+BIN     := bin/mxgate
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build deps test unit e2e lint bench run clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/mxgate
+
+# Installs the real peers the tests use (Debian packages, as root) and the
+# linters. Idempotent: only what is missing is installed.
+deps:
+	./scripts/install-deps.sh
+
+# The whole suite: lint, unit tests with the race detector, end-to-end tests
+# against real processes on loopback.
+test: deps lint unit e2e
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$$($(GO) env GOPATH)/bin/staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /e2e)
+
+e2e: build
+	MXGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|e2e:' ; exit $${PIPESTATUS[0]}
+
+# Benchmark against Postfix on this machine (needs root for Postfix).
+bench: deps build
+	$(GO) run ./e2e/bench -mxgate $(BIN)
+
+# A node on unprivileged ports with a local sink backend.
+run: build
+	$(GO) run ./deployments/devsink & \
+	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+	  ./$(BIN) serve -config deployments/dev.yaml
+
+clean:
+	rm -rf bin e2e.log

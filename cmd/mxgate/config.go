@@ -1,0 +1,585 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the node's YAML configuration file. The keys and their meaning
+// are the contract in DESIGN.md; unknown keys are an error.
+type Config struct {
+	Node       NodeConfig        `yaml:"node"`
+	Listen     ListenConfig      `yaml:"listen"`
+	Hostname   string            `yaml:"hostname"`
+	Domains    []string          `yaml:"domains"`
+	Backends   []string          `yaml:"backends"`
+	MyNetworks []string          `yaml:"mynetworks"`
+	TLS        TLSConfig         `yaml:"tls"`
+	Limits     LimitsConfig      `yaml:"limits"`
+	Queue      QueueConfig       `yaml:"queue"`
+	DNS        DNSConfig         `yaml:"dns"`
+	Transports map[string]string `yaml:"transports"`
+	Outbound   OutboundConfig    `yaml:"outbound"`
+	Log        LogConfig         `yaml:"log"`
+
+	// Parsed forms, filled by validate.
+	myNetworks []netip.Prefix
+}
+
+// NodeConfig names this node and where it keeps its state.
+type NodeConfig struct {
+	Name    string `yaml:"name"`
+	DataDir string `yaml:"data_dir"`
+}
+
+// ListenConfig holds the listener addresses; an empty address disables the
+// listener (except http, which is always on).
+type ListenConfig struct {
+	Inbound    string `yaml:"inbound"`
+	Relay      string `yaml:"relay"`
+	Submission string `yaml:"submission"`
+	HTTP       string `yaml:"http"`
+}
+
+// TLSConfig is the certificate for STARTTLS on every SMTP listener.
+type TLSConfig struct {
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	MinVersion string `yaml:"min_version"`
+}
+
+// LimitsConfig bounds what one client and all clients together may use.
+type LimitsConfig struct {
+	MaxMessageBytes   int64    `yaml:"max_message_bytes"`
+	MaxRecipients     int      `yaml:"max_recipients"`
+	MaxConnections    int      `yaml:"max_connections"`
+	PerIPConnections  int      `yaml:"per_ip_connections"`
+	CommandTimeout    Duration `yaml:"command_timeout"`
+	DataTimeout       Duration `yaml:"data_timeout"`
+	MaxErrorsPerConn  int      `yaml:"max_errors"`
+	ShutdownGraceTime Duration `yaml:"shutdown_grace"`
+}
+
+// QueueConfig is the delivery queue's retry policy.
+type QueueConfig struct {
+	Lifetime Duration `yaml:"lifetime"`
+	RetryMin Duration `yaml:"retry_min"`
+	RetryMax Duration `yaml:"retry_max"`
+	Workers  int      `yaml:"workers"`
+}
+
+// DNSConfig selects the resolver used for MX lookups.
+type DNSConfig struct {
+	Resolver string `yaml:"resolver"`
+}
+
+// OutboundConfig is how remote MX hosts are reached.
+type OutboundConfig struct {
+	Port int `yaml:"port"`
+}
+
+// LogConfig sets the mail log's verbosity.
+type LogConfig struct {
+	Level string `yaml:"level"`
+}
+
+// Duration is a time.Duration that also accepts days ("36d") and weeks
+// ("2w"), the units mail operators write lifetimes in.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML parses "90s", "5m", "48h", "7d", "1d12h", "2w".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return errors.New("want a duration such as 30s, 5m, 48h or 7d")
+	}
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	var total time.Duration
+	rest := s
+	// Leading day/week components; the remainder goes to time.ParseDuration.
+	for rest != "" {
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 0 || i == len(rest) || (rest[i] != 'd' && rest[i] != 'w') {
+			break
+		}
+		n, err := strconv.ParseInt(rest[:i], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		unit := 24 * time.Hour
+		if rest[i] == 'w' {
+			unit *= 7
+		}
+		total += time.Duration(n) * unit
+		rest = rest[i+1:]
+	}
+	if rest != "" {
+		v, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q (use units s, m, h, d, w: 30s, 5m, 48h, 7d)", s)
+		}
+		total += v
+	}
+	if total < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return total, nil
+}
+
+// ConfigError is one problem in a config file, located by key and line.
+type ConfigError struct {
+	File string
+	Line int
+	Key  string
+	Why  string
+}
+
+func (e ConfigError) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", loc, e.Why)
+	}
+	return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Why)
+}
+
+// ConfigErrors is every problem found in a config file.
+type ConfigErrors []ConfigError
+
+func (es ConfigErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// maxConfigBytes bounds the config file: it is read whole.
+const maxConfigBytes = 4 << 20
+
+// LoadConfig reads, decodes strictly and validates the file. The error,
+// when not nil, is a ConfigErrors naming every problem found.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, ConfigErrors{{File: path, Why: err.Error()}}
+	}
+	if len(data) > maxConfigBytes {
+		return nil, ConfigErrors{{File: path, Why: fmt.Sprintf("file is %d bytes, more than the %d allowed", len(data), maxConfigBytes)}}
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes and validates config file contents; path names the
+// file in errors.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	cfg := defaultConfig()
+	var errs ConfigErrors
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, ConfigErrors{{File: path, Why: "not valid YAML: " + err.Error()}}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		errs = append(errs, ConfigError{File: path, Line: extra.Line, Why: "more than one YAML document; put the whole configuration in one"})
+	}
+	if len(doc.Content) == 1 {
+		d := decoder{file: path}
+		d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
+		errs = append(errs, d.errs...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if verrs := cfg.validate(path); len(verrs) > 0 {
+		return nil, verrs
+	}
+	return cfg, nil
+}
+
+// decoder walks the YAML tree alongside the Config struct so that every
+// problem is reported with its full key path (limits.max_recipients) and
+// line, and every problem is reported, not just the first.
+type decoder struct {
+	file string
+	errs ConfigErrors
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+func (d *decoder) fail(n *yaml.Node, key, why string) {
+	d.errs = append(d.errs, ConfigError{File: d.file, Line: n.Line, Key: key, Why: why})
+}
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	isStruct := v.Kind() == reflect.Struct && !reflect.PointerTo(v.Type()).Implements(unmarshalerType)
+	if !isStruct {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return // "key:" with no value keeps the default
+		}
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			d.fail(n, path, cleanYAMLError(err))
+		}
+		return
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "want a mapping of keys")
+		return
+	}
+	fields := map[string]int{}
+	var known []string
+	for i := 0; i < v.NumField(); i++ {
+		tag := v.Type().Field(i).Tag.Get("yaml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = i
+		known = append(known, tag)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key := k.Value
+		full := key
+		if path != "" {
+			full = path + "." + key
+		}
+		if seen[key] {
+			d.fail(k, full, "key given twice")
+			continue
+		}
+		seen[key] = true
+		idx, ok := fields[key]
+		if !ok {
+			sort.Strings(known)
+			d.fail(k, full, "unknown key (known keys here: "+strings.Join(known, ", ")+")")
+			continue
+		}
+		d.decode(val, v.Field(idx), full)
+	}
+}
+
+// cleanYAMLError strips yaml.v3's Go type names, which mean nothing to an
+// operator, keeping the value that did not fit.
+func cleanYAMLError(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg := te.Errors[0]
+		if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "line ") {
+			msg = msg[i+2:]
+		}
+		msg = strings.Replace(msg, "cannot unmarshal !!str", "cannot use the string", 1)
+		msg = strings.Replace(msg, "cannot unmarshal !!seq", "cannot use a list", 1)
+		msg = strings.Replace(msg, "cannot unmarshal !!map", "cannot use a mapping", 1)
+		msg = strings.Replace(msg, "cannot unmarshal !!int", "cannot use the number", 1)
+		for _, t := range []string{"into int64", "into int", "into string", "into []string", "into map[string]string", "into float64", "into bool"} {
+			if strings.HasSuffix(msg, t) {
+				msg = strings.TrimSuffix(msg, t) + "here: want " + strings.NewReplacer("into int64", "a whole number", "into int", "a whole number", "into string", "a string", "into []string", "a list of strings", "into map[string]string", "a mapping of strings", "into float64", "a number", "into bool", "true or false").Replace(t)
+			}
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+func defaultConfig() *Config {
+	return &Config{
+		Node:   NodeConfig{DataDir: "/var/lib/mxgate"},
+		Listen: ListenConfig{Inbound: ":25", Relay: ":26", HTTP: ":8025"},
+		TLS:    TLSConfig{MinVersion: "1.2"},
+		Limits: LimitsConfig{
+			MaxMessageBytes:   36700160,
+			MaxRecipients:     100,
+			MaxConnections:    1000,
+			PerIPConnections:  20,
+			CommandTimeout:    Duration(5 * time.Minute),  // RFC 5321 §4.5.3.2.7
+			DataTimeout:       Duration(10 * time.Minute), // RFC 5321 §4.5.3.2.6
+			MaxErrorsPerConn:  20,
+			ShutdownGraceTime: Duration(30 * time.Second),
+		},
+		Queue: QueueConfig{
+			Lifetime: Duration(5 * 24 * time.Hour),
+			RetryMin: Duration(5 * time.Minute),
+			RetryMax: Duration(time.Hour),
+			Workers:  32,
+		},
+		Outbound: OutboundConfig{Port: 25},
+		Log:      LogConfig{Level: "info"},
+	}
+}
+
+func (c *Config) validate(file string) ConfigErrors {
+	var errs ConfigErrors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, ConfigError{File: file, Key: key, Why: fmt.Sprintf(format, args...)})
+	}
+	if c.Node.Name == "" {
+		bad("node.name", "required: this node's name in the cluster and the logs")
+	}
+	if c.Node.DataDir == "" {
+		bad("node.data_dir", "required: where the spool and state live")
+	}
+	if c.Hostname == "" {
+		bad("hostname", "required: the name used in the banner, EHLO and Received headers")
+	} else if !validDomain(c.Hostname) {
+		bad("hostname", "%q is not a valid host name", c.Hostname)
+	}
+	for name, addr := range map[string]string{"listen.inbound": c.Listen.Inbound, "listen.relay": c.Listen.Relay, "listen.submission": c.Listen.Submission} {
+		if addr != "" {
+			if err := checkListenAddr(addr); err != nil {
+				bad(name, "%v", err)
+			}
+		}
+	}
+	if c.Listen.Submission != "" {
+		bad("listen.submission", "the submission listener (SMTP AUTH) is not available in this version; leave it empty")
+	}
+	if c.Listen.HTTP == "" {
+		bad("listen.http", "required: /metrics, /healthz and /readyz are served here")
+	} else if err := checkListenAddr(c.Listen.HTTP); err != nil {
+		bad("listen.http", "%v", err)
+	}
+	if c.Listen.Inbound == "" && c.Listen.Relay == "" {
+		bad("listen", "no SMTP listener: set listen.inbound or listen.relay")
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Domains {
+		key := fmt.Sprintf("domains[%d]", i)
+		ld := strings.ToLower(strings.TrimSuffix(d, "."))
+		if !validDomain(ld) {
+			bad(key, "%q is not a valid domain name", d)
+		} else if seen[ld] {
+			bad(key, "%q is listed twice", d)
+		}
+		seen[ld] = true
+		c.Domains[i] = ld
+	}
+	if len(c.Domains) > 0 && len(c.Backends) == 0 {
+		bad("backends", "required when domains are set: the mailbox servers that receive the domains' mail")
+	}
+	for i, b := range c.Backends {
+		if err := checkHostPort(b); err != nil {
+			bad(fmt.Sprintf("backends[%d]", i), "%v", err)
+		}
+	}
+	for i, n := range c.MyNetworks {
+		p, err := parsePrefix(n)
+		if err != nil {
+			bad(fmt.Sprintf("mynetworks[%d]", i), "%v", err)
+			continue
+		}
+		c.myNetworks = append(c.myNetworks, p)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "cert and key go together: set both, or neither for a self-signed certificate")
+	}
+	for key, p := range map[string]string{"tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key} {
+		if p != "" {
+			if _, err := os.Stat(p); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	if c.TLS.MinVersion != "1.2" && c.TLS.MinVersion != "1.3" {
+		bad("tls.min_version", "%q: want \"1.2\" or \"1.3\" (older versions are not offered)", c.TLS.MinVersion)
+	}
+	if c.Limits.MaxMessageBytes < 1024 {
+		bad("limits.max_message_bytes", "%d is too small (at least 1024)", c.Limits.MaxMessageBytes)
+	}
+	if c.Limits.MaxRecipients < 1 {
+		bad("limits.max_recipients", "must be at least 1 (RFC 5321 §4.5.3.1.8 asks for 100)")
+	}
+	if c.Limits.MaxConnections < 1 {
+		bad("limits.max_connections", "must be at least 1")
+	}
+	if c.Limits.PerIPConnections < 1 {
+		bad("limits.per_ip_connections", "must be at least 1")
+	}
+	if c.Limits.PerIPConnections > c.Limits.MaxConnections {
+		bad("limits.per_ip_connections", "%d is more than limits.max_connections (%d)", c.Limits.PerIPConnections, c.Limits.MaxConnections)
+	}
+	if c.Limits.CommandTimeout.D() < time.Second {
+		bad("limits.command_timeout", "must be at least 1s")
+	}
+	if c.Limits.DataTimeout.D() < time.Second {
+		bad("limits.data_timeout", "must be at least 1s")
+	}
+	if c.Limits.MaxErrorsPerConn < 1 {
+		bad("limits.max_errors", "must be at least 1")
+	}
+	if c.Queue.RetryMin.D() <= 0 {
+		bad("queue.retry_min", "must be positive")
+	}
+	if c.Queue.RetryMax.D() < c.Queue.RetryMin.D() {
+		bad("queue.retry_max", "%v is less than queue.retry_min (%v)", c.Queue.RetryMax.D(), c.Queue.RetryMin.D())
+	}
+	if c.Queue.Lifetime.D() < c.Queue.RetryMin.D() {
+		bad("queue.lifetime", "%v is less than queue.retry_min (%v)", c.Queue.Lifetime.D(), c.Queue.RetryMin.D())
+	}
+	if c.Queue.Workers < 1 || c.Queue.Workers > 1000 {
+		bad("queue.workers", "%d: want 1 to 1000", c.Queue.Workers)
+	}
+	if c.DNS.Resolver != "" {
+		if err := checkHostPort(c.DNS.Resolver); err != nil {
+			bad("dns.resolver", "%v", err)
+		}
+	}
+	for dom, hop := range c.Transports {
+		key := "transports." + dom
+		if !validDomain(strings.ToLower(dom)) {
+			bad(key, "%q is not a valid domain name", dom)
+		}
+		if err := checkNextHop(hop); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	if c.Outbound.Port < 1 || c.Outbound.Port > 65535 {
+		bad("outbound.port", "%d is not a TCP port", c.Outbound.Port)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Key < errs[j].Key })
+	return errs
+}
+
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. \":25\" or \"192.0.2.1:25\")", addr)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && !validDomain(host) {
+			return fmt.Errorf("%q: %q is not an IP address or host name", addr, host)
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: %q is not a port number", addr, port)
+	}
+	return nil
+}
+
+func checkHostPort(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	return checkListenAddr(addr)
+}
+
+// checkNextHop accepts "[10.1.1.1]:25", "[mail.example.org]", "host:port"
+// and "host": brackets mean "this host, no MX lookup" as in Postfix.
+func checkNextHop(hop string) error {
+	h := hop
+	if strings.HasPrefix(h, "[") {
+		end := strings.Index(h, "]")
+		if end < 0 {
+			return fmt.Errorf("%q: missing ]", hop)
+		}
+		host, rest := h[1:end], h[end+1:]
+		if _, err := netip.ParseAddr(host); err != nil && !validDomain(host) {
+			return fmt.Errorf("%q: %q is not an IP address or host name", hop, host)
+		}
+		if rest == "" {
+			return nil
+		}
+		if !strings.HasPrefix(rest, ":") {
+			return fmt.Errorf("%q: want [host] or [host]:port", hop)
+		}
+		if n, err := strconv.Atoi(rest[1:]); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: %q is not a port number", hop, rest[1:])
+		}
+		return nil
+	}
+	if strings.Contains(h, ":") {
+		return checkHostPort(h)
+	}
+	if !validDomain(h) {
+		return fmt.Errorf("%q is not a host name", hop)
+	}
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a network in CIDR form (e.g. 10.0.0.0/24)", s)
+		}
+		if p.Masked() != p {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR network", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// validDomain checks RFC 1035 §2.3.1 host name syntax (letters, digits,
+// hyphens; labels up to 63 octets, names up to 253), allowing
+// underscores for operators' internal names.
+func validDomain(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			switch {
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,229 @@
+// Command mxgate runs a node of the mxgate mail gateway (serve) and checks
+// its configuration (check-config).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mxgate/mxgate/gateway"
+	"github.com/mxgate/mxgate/smarthost"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `mxgate: a clustered spam and virus filtering mail gateway
+
+Usage:
+  mxgate serve -config FILE          run a node
+  mxgate check-config -config FILE   validate a configuration file; one line per problem
+  mxgate version                     print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(args[1:], stderr)
+	case "check-config":
+		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "mxgate", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "mxgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/mxgate/mxgate.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mxgate %s: unexpected argument %q\n", name, fs.Arg(0))
+		return "", false
+	}
+	return *path, true
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("check-config", args, stderr)
+	if !ok {
+		return 2
+	}
+	if _, err := LoadConfig(path); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return 0
+}
+
+func cmdServe(args []string, stderr io.Writer) int {
+	path, ok := configFlag("serve", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	logger := newLogger(stderr, cfg.Log.Level).With("node", cfg.Node.Name)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, logger); err != nil {
+		logger.Error("mxgate stopped", "event", "fatal", "error", err.Error())
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	switch level {
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
+}
+
+// serve wires the node together and runs it until ctx is cancelled.
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	queue, err := smarthost.Open(smarthost.Config{
+		Dir:          filepath.Join(cfg.Node.DataDir, "spool"),
+		Hostname:     cfg.Hostname,
+		LocalDomains: cfg.Domains,
+		Backends:     cfg.Backends,
+		Transports:   cfg.Transports,
+		OutboundPort: cfg.Outbound.Port,
+		Resolver:     cfg.DNS.Resolver,
+		Lifetime:     cfg.Queue.Lifetime.D(),
+		RetryMin:     cfg.Queue.RetryMin.D(),
+		RetryMax:     cfg.Queue.RetryMax.D(),
+		Workers:      cfg.Queue.Workers,
+		Logger:       logger,
+	})
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	tlsConf, err := gateway.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, cfg.Node.DataDir, cfg.Hostname, cfg.TLS.MinVersion)
+	if err != nil {
+		return err
+	}
+	gw := gateway.New(gateway.Config{
+		Hostname:         cfg.Hostname,
+		Domains:          cfg.Domains,
+		MyNetworks:       cfg.myNetworks,
+		TLS:              tlsConf,
+		MaxMessageBytes:  cfg.Limits.MaxMessageBytes,
+		MaxRecipients:    cfg.Limits.MaxRecipients,
+		MaxConnections:   cfg.Limits.MaxConnections,
+		PerIPConnections: cfg.Limits.PerIPConnections,
+		CommandTimeout:   cfg.Limits.CommandTimeout.D(),
+		DataTimeout:      cfg.Limits.DataTimeout.D(),
+		Logger:           logger,
+	}, queue)
+	for _, l := range []struct{ name, addr string }{
+		{gateway.ListenerInbound, cfg.Listen.Inbound},
+		{gateway.ListenerRelay, cfg.Listen.Relay},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		if err := gw.Listen(l.name, l.addr); err != nil {
+			return err
+		}
+	}
+	httpLn, err := net.Listen("tcp", cfg.Listen.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen http on %s: %w", cfg.Listen.HTTP, err)
+	}
+	httpSrv := &http.Server{
+		Handler: gateway.HTTPHandler([]gateway.Check{
+			{Name: "smtp", Ready: func() error {
+				if !gw.Ready() {
+					return errors.New("listeners not serving")
+				}
+				return nil
+			}},
+			{Name: "spool", Ready: func() error {
+				if !queue.Ready() {
+					return errors.New("queue not running")
+				}
+				return nil
+			}},
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	qctx, qcancel := context.WithCancel(context.Background())
+	qdone := make(chan error, 1)
+	go func() { qdone <- queue.Run(qctx) }()
+	gwdone := make(chan error, 1)
+	go func() { gwdone <- gw.Serve() }()
+	go func() {
+		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http listener stopped", "event", "http_error", "error", err.Error())
+		}
+	}()
+	var addrs []string
+	for _, a := range gw.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	logger.Info("mxgate started", "event", "start", "version", version, "smtp", strings.Join(addrs, ","),
+		"http", httpLn.Addr().String(), "queued", queue.Len())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "event", "stop")
+	case runErr = <-gwdone:
+		logger.Error("smtp listener failed", "event", "fatal", "error", fmt.Sprint(runErr))
+	case runErr = <-qdone:
+		logger.Error("queue runner stopped", "event", "fatal", "error", fmt.Sprint(runErr))
+		qdone <- runErr
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGraceTime.D())
+	defer scancel()
+	gw.Shutdown(sctx)
+	qcancel()
+	if err := <-qdone; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
+		runErr = err
+	}
+	_ = httpSrv.Shutdown(sctx)
+	return runErr
+}

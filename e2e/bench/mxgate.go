@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// mxgate runs "mxgate serve -config FILE" as a child process with its data
+// dir in a temp dir and its output in DIR/mxgate.log.
+type mxgate struct {
+	dir, inbound string
+	cmd          *exec.Cmd
+	exited       chan struct{} // closed when the process has exited
+}
+
+const mxgateConfig = `node: {name: bench1, data_dir: %q}
+listen: {inbound: %q, relay: %q, http: %q}
+hostname: mx1.bench.test
+domains: [bench.test]
+backends: [%q]
+mynetworks: ["10.255.255.0/24"]
+queue: {retry_min: 1s, retry_max: 10s}
+limits: {per_ip_connections: %d}
+`
+
+func startMxgate(sinkAddr string) (sys system, err error) {
+	bin, err := filepath.Abs(*flagMxgate)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("-mxgate: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "mxgate-bench-mxgate-")
+	if err != nil {
+		return nil, err
+	}
+	m := &mxgate{dir: dir, exited: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\nmxgate output:\n%s", err, m.logTail())
+			m.stop()
+		}
+	}()
+	var addrs [3]string // inbound, relay, http
+	for i := range addrs {
+		if addrs[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	m.inbound = addrs[0]
+	// The load comes from one IP: allow all its connections (the default
+	// per-IP limit is 20).
+	conf := fmt.Sprintf(mxgateConfig, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2],
+		sinkAddr, max(*flagC, 20))
+	confFile := filepath.Join(dir, "mxgate.yaml")
+	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "mxgate.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own descriptor
+	m.cmd = exec.Command(bin, "serve", "-config", confFile)
+	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	if err := m.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { m.cmd.Wait(); close(m.exited) }()
+
+	readyz := "http://" + addrs[2] + "/readyz"
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case <-m.exited:
+			return nil, fmt.Errorf("mxgate exited during startup: %v", m.cmd.ProcessState)
+		default:
+		}
+		resp, err := client.Get(readyz)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return m, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s not 200 after 30s (last: %v)", readyz, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (m *mxgate) addr() string { return m.inbound }
+
+func (m *mxgate) pids() []int { return processTree(m.cmd.Process.Pid) }
+
+func (m *mxgate) logTail() string { return tail(filepath.Join(m.dir, "mxgate.log"), 40) }
+
+// stop sends SIGTERM, SIGKILL after 10 s, and removes the temp dir.
+func (m *mxgate) stop() error {
+	var err error
+	if m.cmd != nil && m.cmd.Process != nil {
+		m.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-m.exited:
+		case <-time.After(10 * time.Second):
+			m.cmd.Process.Kill()
+			<-m.exited
+			err = fmt.Errorf("mxgate did not stop within 10s of SIGTERM; killed")
+		}
+	}
+	if e := os.RemoveAll(m.dir); e != nil && err == nil {
+		err = e
+	}
+	return err
+}

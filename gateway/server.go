@@ -1,0 +1,225 @@
+// Package gateway holds the node's SMTP listeners and their per-session
+// policy (relay domains, limits, line-ending rules), and the admin HTTP
+// listener. Accepted messages go to the smarthost queue, which makes them
+// durable before the client hears 250.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/mxgate/smarthost"
+)
+
+// Listener names, used as metric labels and in the mail log.
+const (
+	ListenerInbound = "inbound"
+	ListenerRelay   = "relay"
+)
+
+// Config is what the gateway needs from the node's configuration.
+type Config struct {
+	Hostname         string
+	Domains          []string // relay domains, lower case
+	MyNetworks       []netip.Prefix
+	TLS              *tls.Config // nil: no STARTTLS
+	MaxMessageBytes  int64
+	MaxRecipients    int
+	MaxConnections   int
+	PerIPConnections int
+	CommandTimeout   time.Duration
+	DataTimeout      time.Duration
+	Logger           *slog.Logger
+}
+
+// Server runs the SMTP listeners of one node.
+type Server struct {
+	cfg     Config
+	queue   *smarthost.Queue
+	domains map[string]bool
+	limiter *connLimiter
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	smtps    []*smtp.Server
+	lns      []net.Listener
+	draining atomic.Bool
+	bound    atomic.Bool
+}
+
+// New makes a server that spools accepted mail into q.
+func New(cfg Config, q *smarthost.Queue) *Server {
+	s := &Server{
+		cfg:     cfg,
+		queue:   q,
+		domains: map[string]bool{},
+		limiter: newConnLimiter(cfg.MaxConnections, cfg.PerIPConnections),
+		log:     cfg.Logger,
+	}
+	for _, d := range cfg.Domains {
+		s.domains[strings.ToLower(d)] = true
+	}
+	return s
+}
+
+// Listen binds a listener now, so that a port already in use is an error
+// at start-up, before the node says it is ready.
+func (s *Server) Listen(name, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+	}
+	var allow func(netip.Addr) bool
+	if name == ListenerRelay {
+		// The relay listener is for the backends sending outbound
+		// mail; nobody else may even start a session there.
+		allow = s.inMyNetworks
+	}
+	ll := &limitListener{Listener: ln, name: name, hostname: s.cfg.Hostname, limiter: s.limiter, allow: allow, log: s.log}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return s.newSession(name, c)
+	}))
+	srv.Domain = s.cfg.Hostname
+	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
+	srv.MaxRecipients = 0 // enforced in Rcpt, so the refusal is counted and logged
+	srv.ReadTimeout = s.cfg.CommandTimeout
+	srv.WriteTimeout = s.cfg.CommandTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = s.cfg.TLS
+	srv.ErrorLog = log.New(slogWriter{s.log, name}, "", 0)
+	s.mu.Lock()
+	s.smtps = append(s.smtps, srv)
+	s.lns = append(s.lns, ll)
+	s.mu.Unlock()
+	s.bound.Store(true)
+	return nil
+}
+
+// Addrs returns the bound addresses, in Listen order.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for _, ln := range s.lns {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// Serve runs every bound listener until Shutdown. It returns the first
+// listener error other than a shutdown.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	smtps, lns := s.smtps, s.lns
+	s.mu.Unlock()
+	errc := make(chan error, len(smtps))
+	for i := range smtps {
+		go func(srv *smtp.Server, ln net.Listener) {
+			err := srv.Serve(ln)
+			if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+				err = nil
+			}
+			errc <- err
+		}(smtps[i], lns[i])
+	}
+	var first error
+	for range smtps {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			s.draining.Store(true)
+			for _, srv := range smtps {
+				_ = srv.Close()
+			}
+		}
+	}
+	return first
+}
+
+// Ready reports whether the listeners are bound and the server is not
+// shutting down.
+func (s *Server) Ready() bool {
+	return s.bound.Load() && !s.draining.Load()
+}
+
+// Shutdown stops accepting connections, lets sessions in progress finish
+// until ctx is done, then closes the rest. A message whose DATA is cut off
+// was never answered 250, so the client still has it.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.draining.Store(true)
+	s.mu.Lock()
+	smtps := s.smtps
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, srv := range smtps {
+		wg.Add(1)
+		go func(srv *smtp.Server) {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
+		}(srv)
+	}
+	wg.Wait()
+}
+
+func (s *Server) newSession(listener string, c *smtp.Conn) (smtp.Session, error) {
+	ip := remoteIP(c.Conn())
+	var idb [6]byte
+	_, _ = rand.Read(idb[:])
+	sess := &session{srv: s, listener: listener, conn: c, ip: ip, id: hex.EncodeToString(idb[:]), log: s.log}
+	metricSessions.WithLabelValues(listener).Inc()
+	_, isTLS := c.TLSConnectionState()
+	s.log.Info("session", "event", "connect", "session", sess.id, "listener", listener, "client_ip", ip.String(),
+		"helo", truncate(c.Hostname()), "tls", isTLS)
+	return sess, nil
+}
+
+func (s *Server) isLocalDomain(d string) bool { return s.domains[d] }
+
+func (s *Server) inMyNetworks(ip netip.Addr) bool {
+	for _, p := range s.cfg.MyNetworks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) postmasterDomain() string {
+	if len(s.cfg.Domains) > 0 {
+		return s.cfg.Domains[0]
+	}
+	return s.cfg.Hostname
+}
+
+// slogWriter carries go-smtp's own error log lines (I/O errors, panics)
+// into the structured log.
+type slogWriter struct {
+	log      *slog.Logger
+	listener string
+}
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.HasPrefix(msg, "panic") {
+		metricPanics.Inc()
+		w.log.Error("smtp session panic", "event", "panic", "listener", w.listener, "detail", msg)
+	} else {
+		w.log.Debug("smtp connection error", "event", "conn_error", "listener", w.listener, "detail", msg)
+	}
+	return len(p), nil
+}

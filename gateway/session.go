@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/mxgate/smarthost"
+)
+
+// session is one SMTP conversation on one listener. go-smtp creates it at
+// EHLO/HELO and calls Reset between transactions.
+type session struct {
+	srv      *Server
+	listener string
+	conn     *smtp.Conn
+	ip       netip.Addr
+	id       string // session id in the mail log
+	log      *slog.Logger
+
+	from    string
+	hasFrom bool
+	rcpts   []string
+}
+
+func (s *session) Reset() {
+	s.from, s.hasFrom, s.rcpts = "", false, nil
+}
+
+func (s *session) Logout() error {
+	metricSessions.WithLabelValues(s.listener).Dec()
+	return nil
+}
+
+// refuse counts, logs and returns the reply for r: every refusal of a
+// session goes through here.
+func (s *session) refuse(r reason, detail string, attrs ...any) error {
+	e := reply(r, detail)
+	metricMessages.WithLabelValues(s.listener, outcome(e), string(r)).Inc()
+	args := append([]any{"event", "reject", "session", s.id, "listener", s.listener, "client_ip", s.ip.String(),
+		"reason", string(r), "reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)}, attrs...)
+	s.log.Info("refused", args...)
+	return e
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.srv.draining.Load() {
+		return s.refuse(reasonShuttingDown, "")
+	}
+	if from != "" && !validAddress(from) {
+		return s.refuse(reasonBadSender, "", "from", truncate(from))
+	}
+	s.from, s.hasFrom, s.rcpts = from, true, s.rcpts[:0]
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 §4.1.1.3: <Postmaster> without a domain must be
+		// accepted; it means this host's postmaster.
+		to = "postmaster@" + s.srv.postmasterDomain()
+	}
+	if !validAddress(to) {
+		return s.refuse(reasonBadRecipient, "", "from", truncate(s.from), "rcpt", truncate(to))
+	}
+	if len(s.rcpts) >= s.srv.cfg.MaxRecipients {
+		return s.refuse(reasonTooManyRecipients, "", "from", truncate(s.from), "rcpt", truncate(to))
+	}
+	if !s.srv.isLocalDomain(domainOf(to)) && !s.srv.inMyNetworks(s.ip) {
+		return s.refuse(reasonRelayDenied, "", "from", truncate(s.from), "rcpt", truncate(to))
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+	if !s.srv.queue.Ready() {
+		return s.refuse(reasonNotReady, "")
+	}
+	draft, err := s.srv.queue.NewDraft()
+	if err != nil {
+		return s.refuse(reasonSpoolError, "", "error", err.Error())
+	}
+	// Abort is a no-op once the draft is committed; on every other path
+	// it removes the partial files.
+	defer draft.Abort()
+	id := draft.ID()
+
+	var tlsState *tls.ConnectionState
+	if st, ok := s.conn.TLSConnectionState(); ok {
+		tlsState = &st
+	}
+	rcpts := append([]string(nil), s.rcpts...)
+	if _, err := draft.Write(receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, id, tlsState, rcpts, start)); err != nil {
+		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
+	}
+	copier := newBodyCopier(draft, s.srv.cfg.MaxMessageBytes)
+	size, err := copier.copyFrom(&deadlineReader{r: r, conn: s.conn.Conn(), timeout: s.srv.cfg.DataTimeout})
+	switch {
+	case err == nil:
+	case errors.Is(err, errTooLarge), errors.Is(err, smtp.ErrDataTooLarge):
+		return s.refuse(reasonMessageTooLarge, fmt.Sprintf("%d bytes at most", s.srv.cfg.MaxMessageBytes), "queue_id", id, "from", truncate(s.from))
+	case errors.Is(err, errBareCR):
+		return s.refuse(reasonBareCR, "", "queue_id", id, "from", truncate(s.from))
+	case errors.Is(err, errTooManyHops):
+		return s.refuse(reasonMailLoop, "", "queue_id", id, "from", truncate(s.from))
+	default:
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			// The client aborted a BDAT transfer or the like: go-smtp
+			// already knows what to answer.
+			return se
+		}
+		return s.refuse(reasonDataError, "", "queue_id", id, "error", err.Error())
+	}
+
+	env := smarthost.Envelope{
+		From:       s.from,
+		Rcpts:      rcpts,
+		ReceivedAt: start,
+		ClientIP:   s.ip.String(),
+		Helo:       sanitizeHelo(s.conn.Hostname()),
+		Listener:   s.listener,
+	}
+	if err := s.srv.queue.Commit(draft, env); err != nil {
+		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
+	}
+	metricMessages.WithLabelValues(s.listener, "accepted", "none").Inc()
+	metricMessageBytes.WithLabelValues(s.listener).Observe(float64(size))
+	metricAcceptDuration.WithLabelValues(s.listener).Observe(time.Since(start).Seconds())
+	s.log.Info("accepted", "event", "accept", "session", s.id, "listener", s.listener, "client_ip", s.ip.String(),
+		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil)
+	return accepted(id)
+}
+
+// validAddress checks a path that go-smtp has already parsed for the limits
+// of RFC 5321 §4.5.3.1 (local part 64 octets, domain 255, path 256) and
+// for characters that must not reach a header or a log line.
+func validAddress(addr string) bool {
+	if len(addr) > 254 {
+		return false
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 || at > 64 {
+		return false
+	}
+	for i := 0; i < len(addr); i++ {
+		if c := addr[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func domainOf(addr string) string {
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		return strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
+	}
+	return ""
+}
+
+// truncate bounds hostile strings before they reach the log.
+func truncate(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
+}
