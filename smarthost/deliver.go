@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -165,7 +163,7 @@ func (q *Queue) deliverAll(ctx context.Context, m *message, env *Envelope, pendi
 	if len(groups) == 0 {
 		return
 	}
-	body, err := os.Open(filepath.Join(q.msgDir, m.id))
+	body, err := q.openBody(m.id)
 	if err != nil {
 		err = &DeliveryError{Stage: "local", Status: "4.3.0", Message: "cannot read spooled body", Err: err}
 		for _, g := range groups {
@@ -187,7 +185,7 @@ func (q *Queue) deliverAll(ctx context.Context, m *message, env *Envelope, pendi
 
 // deliverGroup delivers to one destination, trying the next backend or the
 // next MX address when a host fails as a whole.
-func (q *Queue) deliverGroup(ctx context.Context, m *message, env *Envelope, body *os.File, dest destination, idx []int, results map[int]rcptResult) {
+func (q *Queue) deliverGroup(ctx context.Context, m *message, env *Envelope, body *spooledBody, dest destination, idx []int, results map[int]rcptResult) {
 	deferAll := func(err error, noBackend bool) {
 		var de *DeliveryError
 		if errors.As(err, &de) && de.Permanent && de.Stage != "route" {
@@ -264,7 +262,7 @@ func (q *Queue) deliverGroup(ctx context.Context, m *message, env *Envelope, bod
 // returns a non-nil error when the host failed as a whole (connection,
 // greeting/EHLO/MAIL 4xx, 421, 4xx at the end of DATA) and nothing was
 // decided for the recipients; otherwise it fills results.
-func (q *Queue) transact(ctx context.Context, m *message, env *Envelope, body *os.File, class string, h hop, idx []int, results map[int]rcptResult) error {
+func (q *Queue) transact(ctx context.Context, m *message, env *Envelope, body *spooledBody, class string, h hop, idx []int, results map[int]rcptResult) error {
 	start := time.Now()
 	hostErr := q.transactOnce(ctx, m, env, body, h, idx, results)
 	if hostErr != nil {
@@ -280,7 +278,7 @@ func (q *Queue) transact(ctx context.Context, m *message, env *Envelope, body *o
 	return hostErr
 }
 
-func (q *Queue) transactOnce(ctx context.Context, m *message, env *Envelope, body *os.File, h hop, idx []int, results map[int]rcptResult) error {
+func (q *Queue) transactOnce(ctx context.Context, m *message, env *Envelope, body *spooledBody, h hop, idx []int, results map[int]rcptResult) error {
 	var sc *smtpConn
 	var err error
 	// A pooled connection may have been closed by the peer meanwhile: if
@@ -335,7 +333,7 @@ func (q *Queue) transactOnce(ctx context.Context, m *message, env *Envelope, bod
 	if err != nil {
 		return q.dataFailure(sc, h, "data", err, accepted, results)
 	}
-	if _, err := body.Seek(0, io.SeekStart); err != nil {
+	if _, err := body.r.Seek(0, io.SeekStart); err != nil {
 		sc.abort()
 		return &DeliveryError{Stage: "local", Status: "4.3.0", Message: "cannot read spooled body", Err: err}
 	}
@@ -345,7 +343,7 @@ func (q *Queue) transactOnce(ctx context.Context, m *message, env *Envelope, bod
 			return smtpFailure("data", h.name, err)
 		}
 	}
-	if _, err = io.Copy(w, body); err != nil {
+	if _, err = io.Copy(w, body.r); err != nil {
 		sc.abort()
 		return smtpFailure("data", h.name, err)
 	}

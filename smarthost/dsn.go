@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -72,14 +70,14 @@ func (q *Queue) bounce(id string, size int64, env *Envelope, idx []int, now time
 // originalHeaders returns Prepend plus the header section of the spooled
 // body, cut at a line boundary if it is very long.
 func (q *Queue) originalHeaders(id string, prepend []byte) ([]byte, error) {
-	f, err := os.Open(filepath.Join(q.msgDir, id))
+	f, err := q.openBody(id)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	buf := make([]byte, maxReturnedHeaders)
 	start := copy(buf, prepend)
-	n, err := io.ReadFull(f, buf[start:])
+	n, err := io.ReadFull(f.r, buf[start:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return nil, err
 	}

@@ -2,13 +2,17 @@ package smarthost
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -241,46 +245,119 @@ func (q *Queue) commit(d *Draft, env *Envelope) error {
 	if d.err != nil {
 		return d.err
 	}
-	if err := d.w.Flush(); err != nil {
-		return fmt.Errorf("flush body: %w", err)
-	}
-	if err := d.f.Sync(); err != nil {
-		return fmt.Errorf("fsync body: %w", err)
-	}
-	// The envelope is written while the body is still at its draft path, so
-	// that a failure below leaves only files that Abort or recovery removes.
-	envTmp := d.path + envSuffix
-	if err := writeFileSync(envTmp, env); err != nil {
+	// The envelope travels in the same file as the body, as a trailer:
+	// one file created, written, fsynced and renamed per message. Creating
+	// and renaming files is what costs most under a constant fsync load.
+	trailer, err := encodeTrailer(env)
+	if err != nil {
 		return err
+	}
+	if _, err := d.w.Write(trailer); err != nil {
+		return fmt.Errorf("write envelope: %w", err)
+	}
+	if err := d.w.Flush(); err != nil {
+		return fmt.Errorf("flush message: %w", err)
+	}
+	if err := fdatasync(d.f); err != nil {
+		return fmt.Errorf("fsync message: %w", err)
 	}
 	msgPath := filepath.Join(q.msgDir, d.id)
-	envPath := filepath.Join(q.envDir, d.id)
-	committed := false
-	defer func() {
-		if !committed {
-			_ = os.Remove(envTmp)
-			_ = os.Remove(envPath)
-			_ = os.Remove(msgPath)
-		}
-	}()
 	if err := os.Rename(d.path, msgPath); err != nil {
-		return fmt.Errorf("move body into spool: %w", err)
+		return fmt.Errorf("move message into spool: %w", err)
 	}
-	// The envelope goes in last: it is the commit marker.
-	if err := os.Rename(envTmp, envPath); err != nil {
-		return fmt.Errorf("move envelope into spool: %w", err)
-	}
+	// The rename is the commit; the directory fsync makes it durable.
 	if err := q.msgSync.Sync(); err != nil {
+		_ = os.Remove(msgPath)
 		return err
 	}
-	if err := q.envSync.Sync(); err != nil {
-		return err
-	}
-	committed = true
 	d.state = draftCommitted
 	d.path = msgPath
 	d.release()
 	return nil
+}
+
+// Trailer layout, after the body bytes:
+//
+//	envelope JSON | magic "MXGENV01" | uint32 BE JSON length | uint32 BE CRC-32C of the JSON
+const (
+	trailerMagic  = "MXGENV01"
+	footerSize    = len(trailerMagic) + 8
+	maxTrailerLen = 64 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func encodeTrailer(env *Envelope) ([]byte, error) {
+	data, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("encode envelope: %w", err)
+	}
+	out := make([]byte, 0, len(data)+footerSize)
+	out = append(out, data...)
+	out = append(out, trailerMagic...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(data)))
+	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(data, crcTable))
+	return out, nil
+}
+
+// readTrailer returns the envelope stored in a committed message file and
+// the length of the body before it.
+func readTrailer(f *os.File) (Envelope, int64, error) {
+	var env Envelope
+	st, err := f.Stat()
+	if err != nil {
+		return env, 0, err
+	}
+	size := st.Size()
+	if size < int64(footerSize) {
+		return env, 0, errors.New("message file too short for its envelope")
+	}
+	var footer [footerSize]byte
+	if _, err := f.ReadAt(footer[:], size-int64(footerSize)); err != nil {
+		return env, 0, fmt.Errorf("read envelope footer: %w", err)
+	}
+	if string(footer[:len(trailerMagic)]) != trailerMagic {
+		return env, 0, errors.New("no envelope trailer")
+	}
+	n := int64(binary.BigEndian.Uint32(footer[len(trailerMagic):]))
+	sum := binary.BigEndian.Uint32(footer[len(trailerMagic)+4:])
+	if n > maxTrailerLen || n > size-int64(footerSize) {
+		return env, 0, errors.New("envelope length out of range")
+	}
+	data := make([]byte, n)
+	bodyLen := size - int64(footerSize) - n
+	if _, err := f.ReadAt(data, bodyLen); err != nil {
+		return env, 0, fmt.Errorf("read envelope: %w", err)
+	}
+	if crc32.Checksum(data, crcTable) != sum {
+		return env, 0, errors.New("envelope checksum mismatch")
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return env, 0, fmt.Errorf("decode envelope: %w", err)
+	}
+	return env, bodyLen, nil
+}
+
+// spooledBody is the body part of a committed message file.
+type spooledBody struct {
+	f *os.File
+	r *io.SectionReader
+}
+
+func (b *spooledBody) Close() error { return b.f.Close() }
+
+// openBody opens the body of a committed message, without its trailer.
+func (q *Queue) openBody(id string) (*spooledBody, error) {
+	f, err := os.Open(filepath.Join(q.msgDir, id))
+	if err != nil {
+		return nil, err
+	}
+	_, bodyLen, err := readTrailer(f)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("message %s: %w", id, err)
+	}
+	return &spooledBody{f: f, r: io.NewSectionReader(f, 0, bodyLen)}, nil
 }
 
 // writeFileSync writes env as JSON to path (a new file) and fsyncs it.
@@ -324,19 +401,19 @@ func (q *Queue) saveEnvelope(id string, env *Envelope) error {
 }
 
 // removeMessage deletes a message whose recipients are all final: the
-// envelope first (so a crash in between leaves a body without envelope,
-// which recovery deletes), then the body.
+// message file first (it is what recovery loads), made durable so that a
+// power loss cannot bring it back and deliver it twice, then the delivery
+// state file if there is one (a state file without its message is removed
+// by recovery).
 func (q *Queue) removeMessage(id string) error {
-	if err := os.Remove(filepath.Join(q.envDir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove envelope %s: %w", id, err)
-	}
-	// Make the removal durable, or a power loss could bring the old
-	// envelope back and deliver the message twice.
-	if err := q.envSync.Sync(); err != nil {
-		return fmt.Errorf("remove envelope %s: %w", id, err)
-	}
 	if err := os.Remove(filepath.Join(q.msgDir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove body %s: %w", id, err)
+		return fmt.Errorf("remove message %s: %w", id, err)
+	}
+	if err := q.msgSync.Sync(); err != nil {
+		return fmt.Errorf("remove message %s: %w", id, err)
+	}
+	if err := os.Remove(filepath.Join(q.envDir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove delivery state %s: %w", id, err)
 	}
 	return nil
 }
@@ -354,63 +431,91 @@ func (q *Queue) recover() ([]*message, error) {
 		}
 	}
 
-	envs, err := os.ReadDir(q.envDir)
+	bodies, err := os.ReadDir(q.msgDir)
 	if err != nil {
-		return nil, fmt.Errorf("read spool envelopes: %w", err)
+		return nil, fmt.Errorf("read spool messages: %w", err)
 	}
-	loaded := make(map[string]bool, len(envs))
+	loaded := make(map[string]bool, len(bodies))
 	var msgs []*message
-	for _, e := range envs {
+	for _, e := range bodies {
 		id := e.Name()
-		envPath := filepath.Join(q.envDir, id)
+		path := filepath.Join(q.msgDir, id)
 		if !validID(id) || !e.Type().IsRegular() {
-			q.log.Warn("spool: removing unexpected file", "path", envPath)
-			if err := os.RemoveAll(envPath); err != nil {
-				return nil, fmt.Errorf("remove unexpected envelope file: %w", err)
+			q.log.Warn("spool: removing unexpected file", "path", path)
+			if err := os.RemoveAll(path); err != nil {
+				return nil, fmt.Errorf("remove unexpected spool file: %w", err)
 			}
 			continue
 		}
-		st, err := os.Stat(filepath.Join(q.msgDir, id))
+		env, bodyLen, err := q.loadMessage(id)
 		if err != nil {
-			q.log.Error("spool: envelope without body, removing", "id", id, "error", err)
-			if err := os.Remove(envPath); err != nil {
-				return nil, fmt.Errorf("remove envelope without body: %w", err)
-			}
-			continue
-		}
-		data, err := os.ReadFile(envPath)
-		if err != nil {
-			return nil, fmt.Errorf("read envelope %s: %w", id, err)
-		}
-		var env Envelope
-		err = json.Unmarshal(data, &env)
-		if err == nil {
-			err = env.normalize(q.now())
-		}
-		if err != nil {
-			// Envelopes are fsynced before rename: a bad one was never
-			// acknowledged (or the disk is corrupt, which logs say).
-			q.log.Error("spool: unparsable envelope, removing", "id", id, "error", err)
-			if err := os.Remove(envPath); err != nil {
-				return nil, fmt.Errorf("remove unparsable envelope: %w", err)
+			// Message files are fsynced before the rename into msg/:
+			// a bad one was never acknowledged (or the disk is
+			// corrupt, which the log says).
+			q.log.Error("spool: unreadable message, removing", "id", id, "error", err)
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("remove unreadable message: %w", err)
 			}
 			continue
 		}
 		loaded[id] = true
-		msgs = append(msgs, &message{id: id, env: env, size: st.Size()})
+		msgs = append(msgs, &message{id: id, env: env, size: bodyLen})
 	}
 
-	bodies, err := os.ReadDir(q.msgDir)
+	states, err := os.ReadDir(q.envDir)
 	if err != nil {
-		return nil, fmt.Errorf("read spool bodies: %w", err)
+		return nil, fmt.Errorf("read spool delivery state: %w", err)
 	}
-	for _, e := range bodies {
+	for _, e := range states {
 		if loaded[e.Name()] {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(q.msgDir, e.Name())); err != nil {
-			return nil, fmt.Errorf("remove body without envelope: %w", err)
+		if err := os.RemoveAll(filepath.Join(q.envDir, e.Name())); err != nil {
+			return nil, fmt.Errorf("remove delivery state without message: %w", err)
 		}
 	}
 	return msgs, nil
+}
+
+// loadMessage reads a committed message's envelope: the delivery state in
+// env/<id> when there is one (it is newer), else the trailer written at
+// commit.
+func (q *Queue) loadMessage(id string) (Envelope, int64, error) {
+	f, err := os.Open(filepath.Join(q.msgDir, id))
+	if err != nil {
+		return Envelope{}, 0, err
+	}
+	defer f.Close()
+	env, bodyLen, err := readTrailer(f)
+	if err != nil {
+		return env, 0, err
+	}
+	if data, err := os.ReadFile(filepath.Join(q.envDir, id)); err == nil {
+		var state Envelope
+		if jerr := json.Unmarshal(data, &state); jerr == nil {
+			env = state
+		} else {
+			// State files are fsynced before rename; a bad one means
+			// a corrupt disk. The trailer is an older but valid
+			// state: recipients may be delivered twice, never lost.
+			q.log.Error("spool: unparsable delivery state, using the original envelope", "id", id, "error", jerr)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return env, 0, fmt.Errorf("read delivery state: %w", err)
+	}
+	if err := env.normalize(q.now()); err != nil {
+		return env, 0, err
+	}
+	return env, bodyLen, nil
+}
+
+// fdatasync flushes the file's data and the metadata needed to read it
+// back (its size), which is all a new spool file needs before its rename.
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
 }

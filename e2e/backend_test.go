@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"log"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// delivery is one SMTP transaction a backend accepted.
+type delivery struct {
+	from  string
+	rcpts []string
+	data  []byte
+	at    time.Time
+}
+
+// backend is a go-smtp server in the test process standing in for a
+// mailbox server (or a transport next hop): it records every message it
+// accepts and can be told to refuse recipients, or be stopped and started
+// again on the same port.
+type backend struct {
+	t    testing.TB
+	addr string
+
+	mu       sync.Mutex
+	srv      *smtp.Server
+	got      []delivery
+	rcptErrs map[string]*smtp.SMTPError // lower-case address -> reply
+}
+
+// startBackend listens on a fresh 127.0.0.1 port.
+func startBackend(t testing.TB) *backend {
+	t.Helper()
+	b := &backend{t: t, rcptErrs: map[string]*smtp.SMTPError{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("e2e: backend listen: %v", err)
+	}
+	b.addr = ln.Addr().String()
+	b.serve(ln)
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *backend) serve(ln net.Listener) {
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &backendSession{b: b}, nil
+	}))
+	srv.Domain = "backend.e2e.test"
+	srv.ReadTimeout = time.Minute
+	srv.WriteTimeout = time.Minute
+	srv.MaxLineLength = 4000
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	b.mu.Lock()
+	b.srv = srv
+	b.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+}
+
+// stop closes the listener and every connection: the port refuses
+// connections until start.
+func (b *backend) stop() {
+	b.mu.Lock()
+	srv := b.srv
+	b.srv = nil
+	b.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+// start listens again on the same address.
+func (b *backend) start() {
+	b.t.Helper()
+	var ln net.Listener
+	waitFor(b.t, 10*time.Second, "backend port "+b.addr+" to bind again", func() (bool, string) {
+		var err error
+		ln, err = net.Listen("tcp", b.addr)
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	b.serve(ln)
+}
+
+// rejectRcpt makes RCPT TO:<addr> answer e.
+func (b *backend) rejectRcpt(addr string, e *smtp.SMTPError) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rcptErrs[strings.ToLower(addr)] = e
+}
+
+func (b *backend) deliveries() []delivery {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]delivery(nil), b.got...)
+}
+
+func (b *backend) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.got)
+}
+
+// byMessageID returns how many times each Message-ID arrived.
+func (b *backend) byMessageID() map[string]int {
+	out := map[string]int{}
+	for _, d := range b.deliveries() {
+		out[headerValue(d.data, "Message-ID")]++
+	}
+	return out
+}
+
+type backendSession struct {
+	b     *backend
+	from  string
+	rcpts []string
+}
+
+func (s *backendSession) Reset()        { s.from, s.rcpts = "", nil }
+func (s *backendSession) Logout() error { return nil }
+
+func (s *backendSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from, s.rcpts = from, nil
+	return nil
+}
+
+func (s *backendSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.b.mu.Lock()
+	e := s.b.rcptErrs[strings.ToLower(to)]
+	s.b.mu.Unlock()
+	if e != nil {
+		return e
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *backendSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		// Cut off mid-message (the node died): not delivered.
+		return err
+	}
+	s.b.mu.Lock()
+	s.b.got = append(s.b.got, delivery{from: s.from, rcpts: append([]string(nil), s.rcpts...), data: data, at: time.Now()})
+	s.b.mu.Unlock()
+	return nil
+}
+
+// splitReceived separates the Received header mxgate prepends (the first
+// header, folded with continuation lines starting with a tab or space) from
+// the rest of the message. ok is false if the message does not start with
+// one.
+func splitReceived(data []byte) (received, rest []byte, ok bool) {
+	if !bytes.HasPrefix(data, []byte("Received: from ")) {
+		return nil, data, false
+	}
+	i := bytes.Index(data, []byte("\r\n"))
+	for i >= 0 {
+		next := i + 2
+		if next < len(data) && (data[next] == '\t' || data[next] == ' ') {
+			j := bytes.Index(data[next:], []byte("\r\n"))
+			if j < 0 {
+				return nil, data, false
+			}
+			i = next + j
+			continue
+		}
+		return data[:next], data[next:], true
+	}
+	return nil, data, false
+}
+
+// headerValue returns the first header field named name (unfolded,
+// trimmed) from the header section of a message, "" if absent.
+func headerValue(data []byte, name string) string {
+	end := bytes.Index(data, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(data)
+	}
+	lines := strings.Split(string(data[:end]), "\r\n")
+	for i := 0; i < len(lines); i++ {
+		k, v, ok := strings.Cut(lines[i], ":")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), name) {
+			continue
+		}
+		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
+			i++
+			v += " " + strings.TrimSpace(lines[i])
+		}
+		return strings.TrimSpace(v)
+	}
+	return ""
+}

@@ -1,0 +1,476 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nodeOptions are the parts of a node's configuration a test varies; zero
+// values take the suite's defaults.
+type nodeOptions struct {
+	backends         []string
+	transports       map[string]string
+	maxMessageBytes  int64
+	maxRecipients    int
+	perIPConnections int
+	maxConnections   int
+}
+
+// node is one mxgate process with its config file, data dir and log.
+type node struct {
+	t          testing.TB
+	name       string
+	dir        string // t.TempDir(): config, log, data
+	configPath string
+	logPath    string
+	inbound    string // host:port
+	relay      string
+	http       string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	waitErr error
+}
+
+var nodeSeq struct {
+	sync.Mutex
+	n int
+}
+
+// newNode writes a config with fresh ports; it does not start the process.
+func newNode(t testing.TB, opts nodeOptions) *node {
+	t.Helper()
+	nodeSeq.Lock()
+	nodeSeq.n++
+	seq := nodeSeq.n
+	nodeSeq.Unlock()
+	dir := t.TempDir()
+	n := &node{
+		t:          t,
+		name:       fmt.Sprintf("e2e%d", seq),
+		dir:        dir,
+		configPath: filepath.Join(dir, "mxgate.yaml"),
+		logPath:    filepath.Join(dir, "mxgate.log"),
+		inbound:    freeAddr(t),
+		relay:      freeAddr(t),
+		http:       freeAddr(t),
+	}
+	if err := os.WriteFile(n.configPath, []byte(n.configYAML(opts)), 0o644); err != nil {
+		t.Fatalf("e2e: write config: %v", err)
+	}
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("e2e: node %s: last lines of its log (%s):\n%s", n.name, n.logPath, n.logTail(60))
+		}
+	})
+	return n
+}
+
+// startNode writes a config and starts the node, waiting until it is ready.
+func startNode(t testing.TB, opts nodeOptions) *node {
+	t.Helper()
+	n := newNode(t, opts)
+	n.start()
+	return n
+}
+
+func (n *node) configYAML(o nodeOptions) string {
+	if o.maxMessageBytes == 0 {
+		o.maxMessageBytes = 1048576
+	}
+	if o.maxRecipients == 0 {
+		o.maxRecipients = 5
+	}
+	if o.perIPConnections == 0 {
+		o.perIPConnections = 50
+	}
+	if o.maxConnections == 0 {
+		o.maxConnections = 200
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "node: {name: %s, data_dir: %q}\n", n.name, filepath.Join(n.dir, "data"))
+	fmt.Fprintf(&b, "listen: {inbound: %q, relay: %q, http: %q}\n", n.inbound, n.relay, n.http)
+	fmt.Fprintf(&b, "hostname: mx1.e2e.test\n")
+	fmt.Fprintf(&b, "domains: [e2e.test]\n")
+	fmt.Fprintf(&b, "backends: [%s]\n", quoteList(o.backends))
+	fmt.Fprintf(&b, "mynetworks: [\"10.9.9.0/24\"]\n")
+	fmt.Fprintf(&b, "limits: {max_message_bytes: %d, max_recipients: %d, per_ip_connections: %d, max_connections: %d}\n",
+		o.maxMessageBytes, o.maxRecipients, o.perIPConnections, o.maxConnections)
+	fmt.Fprintf(&b, "queue: {retry_min: 1s, retry_max: 2s, lifetime: 1h}\n")
+	if len(o.transports) > 0 {
+		var doms []string
+		for d := range o.transports {
+			doms = append(doms, d)
+		}
+		sort.Strings(doms)
+		b.WriteString("transports:\n")
+		for _, d := range doms {
+			fmt.Fprintf(&b, "  %s: %q\n", d, o.transports[d])
+		}
+	}
+	return b.String()
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// start runs `mxgate serve` on the node's config (the same data dir and
+// ports on a restart) and waits for GET /readyz to answer 200.
+func (n *node) start() {
+	n.t.Helper()
+	logf, err := os.OpenFile(n.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		n.t.Fatalf("e2e: open node log: %v", err)
+	}
+	cmd := exec.Command(mxgateBin, "serve", "-config", n.configPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The node dies with the test binary, whatever happens to it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		n.t.Fatalf("e2e: start mxgate: %v", err)
+	}
+	exited := make(chan struct{})
+	n.mu.Lock()
+	n.cmd, n.exited = cmd, exited
+	n.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		n.mu.Lock()
+		n.waitErr = err
+		n.mu.Unlock()
+		close(exited)
+	}()
+	n.waitReady(30 * time.Second)
+}
+
+// waitReady polls /readyz until 200, failing early if the process exits.
+func (n *node) waitReady(timeout time.Duration) {
+	n.t.Helper()
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	client := &http.Client{Timeout: 2 * time.Second}
+	last := "no answer yet"
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-exited:
+			n.t.Fatalf("e2e: node %s exited before it was ready (%v); log:\n%s", n.name, n.waitErrValue(), n.logTail(30))
+		default:
+		}
+		resp, err := client.Get("http://" + n.http + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("e2e: node %s not ready after %v: %s", n.name, timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, not a wait for a condition
+	}
+}
+
+func (n *node) waitErrValue() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.waitErr
+}
+
+// kill9 sends SIGKILL and waits for the process to be gone.
+func (n *node) kill9() {
+	n.t.Helper()
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		n.t.Fatalf("e2e: node %s still running 10s after SIGKILL", n.name)
+	}
+}
+
+// stop ends the process: SIGTERM, then SIGKILL if it lingers.
+func (n *node) stop() {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-exited:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// logTail returns the last lines of the node's stderr (the JSON mail log).
+func (n *node) logTail(lines int) string {
+	data, err := os.ReadFile(n.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// logEvents parses the mail log; lines that are not JSON are skipped.
+func (n *node) logEvents() []map[string]any {
+	f, err := os.Open(n.logPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var ev map[string]any
+		if json.Unmarshal(line, &ev) == nil {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// findEvents returns the log events with every given key=value (string
+// compared).
+func (n *node) findEvents(kv ...string) []map[string]any {
+	var out []map[string]any
+	for _, ev := range n.logEvents() {
+		match := true
+		for i := 0; i+1 < len(kv); i += 2 {
+			if fmt.Sprint(ev[kv[i]]) != kv[i+1] {
+				match = false
+				break
+			}
+		}
+		if match {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// metrics fetches /metrics and returns sample lines keyed by
+// `name{labels}` exactly as exposed (labels sorted by the client library).
+func (n *node) metrics() (map[string]float64, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + n.http + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
+}
+
+// metric returns one sample: name with the label pairs given (all of the
+// sample's labels, in any order). ok is false when the sample is absent.
+func (n *node) metric(name string, labels ...string) (float64, bool, error) {
+	all, err := n.metrics()
+	if err != nil {
+		return 0, false, err
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	for key, v := range all {
+		kname, klabels := key, ""
+		if j := strings.IndexByte(key, '{'); j >= 0 {
+			kname, klabels = key[:j], strings.TrimSuffix(key[j+1:], "}")
+		}
+		if kname != name {
+			continue
+		}
+		got := parseLabels(klabels)
+		if len(got) != len(want) {
+			continue
+		}
+		match := true
+		for k, wv := range want {
+			if got[k] != wv {
+				match = false
+				break
+			}
+		}
+		if match {
+			return v, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+func parseLabels(s string) map[string]string {
+	out := map[string]string{}
+	for s != "" {
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 || eq+1 >= len(s) || s[eq+1] != '"' {
+			return out
+		}
+		key := s[:eq]
+		rest := s[eq+2:]
+		var val strings.Builder
+		i := 0
+		for ; i < len(rest) && rest[i] != '"'; i++ {
+			if rest[i] == '\\' && i+1 < len(rest) {
+				i++
+			}
+			val.WriteByte(rest[i])
+		}
+		out[key] = val.String()
+		s = strings.TrimPrefix(rest[min(i+1, len(rest)):], ",")
+	}
+	return out
+}
+
+// waitMetric polls a metric until it equals want.
+func (n *node) waitMetric(timeout time.Duration, want float64, name string, labels ...string) {
+	n.t.Helper()
+	waitFor(n.t, timeout, fmt.Sprintf("%s%v == %v", name, labels, want), func() (bool, string) {
+		v, ok, err := n.metric(name, labels...)
+		switch {
+		case err != nil:
+			return false, err.Error()
+		case !ok:
+			return false, "sample absent"
+		}
+		return v == want, fmt.Sprintf("value %v", v)
+	})
+}
+
+// waitFor polls cond until it holds or the deadline passes; cond's second
+// result says what it saw, for the failure message.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	if err := pollUntil(timeout, cond); err != nil {
+		t.Fatalf("e2e: waiting for %s: %v", what, err)
+	}
+}
+
+// pollUntil is waitFor for goroutines that must not call t.Fatal.
+func pollUntil(timeout time.Duration, cond func() (bool, string)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, seen := cond()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not after %v; last seen: %s", timeout, seen)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+var portsGiven struct {
+	sync.Mutex
+	m map[string]bool
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free just now
+// and that this test process has not handed out before.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	portsGiven.Lock()
+	defer portsGiven.Unlock()
+	if portsGiven.m == nil {
+		portsGiven.m = map[string]bool{}
+	}
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("e2e: free port: %v", err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !portsGiven.m[addr] {
+			portsGiven.m[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("e2e: no free port found")
+	return ""
+}
+
+// portFree reports whether addr can be bound now.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+var errNoReply = errors.New("no reply")
