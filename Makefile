@@ -36,11 +36,17 @@ e2e: build
 bench: deps build
 	$(GO) run ./e2e/bench -mxgate $(BIN)
 
-# A node on unprivileged ports with a local sink backend.
+# A node on unprivileged ports with a local stand-in backend (devsink).
 run: build
-	$(GO) run ./deployments/devsink & \
+	@mkdir -p tmp/delivered
+	@$(GO) build -o bin/devsink ./deployments/devsink
+	@echo "mxgate: a node for example.test is starting"
+	@echo "  send mail:  swaks --server 127.0.0.1:2525 --from you@example.org --to user@example.test"
+	@echo "  metrics:    http://127.0.0.1:8025/metrics   ready: http://127.0.0.1:8025/readyz"
+	@echo "  delivered:  tmp/delivered/*.eml (the backend stand-in prints a line per message)"
+	@./bin/devsink -listen 127.0.0.1:2626 -dir tmp/delivered & \
 	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
 	  ./$(BIN) serve -config deployments/dev.yaml
 
 clean:
-	rm -rf bin e2e.log
+	rm -rf bin tmp e2e.log

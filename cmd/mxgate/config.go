@@ -67,7 +67,6 @@ type LimitsConfig struct {
 	PerIPConnections  int      `yaml:"per_ip_connections"`
 	CommandTimeout    Duration `yaml:"command_timeout"`
 	DataTimeout       Duration `yaml:"data_timeout"`
-	MaxErrorsPerConn  int      `yaml:"max_errors"`
 	ShutdownGraceTime Duration `yaml:"shutdown_grace"`
 }
 
@@ -140,6 +139,9 @@ func parseDuration(s string) (time.Duration, error) {
 		}
 		total += time.Duration(n) * unit
 		rest = rest[i+1:]
+	}
+	if strings.HasPrefix(rest, "-") || strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("negative duration %q", s)
 	}
 	if rest != "" {
 		v, err := time.ParseDuration(rest)
@@ -214,16 +216,27 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if err := dec.Decode(&extra); err == nil {
 		errs = append(errs, ConfigError{File: path, Line: extra.Line, Why: "more than one YAML document; put the whole configuration in one"})
 	}
+	d := decoder{file: path, lines: map[string]int{}}
 	if len(doc.Content) == 1 {
-		d := decoder{file: path}
 		d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
 		errs = append(errs, d.errs...)
 	}
+	// Validate even after decoding errors, so that one run names every
+	// problem; a key that failed to decode kept its default and is not
+	// reported twice.
+	failed := map[string]bool{}
+	for _, e := range errs {
+		failed[e.Key] = true
+	}
+	for _, e := range cfg.validate(path) {
+		if failed[e.Key] {
+			continue
+		}
+		e.Line = d.lineOf(e.Key)
+		errs = append(errs, e)
+	}
 	if len(errs) > 0 {
 		return nil, errs
-	}
-	if verrs := cfg.validate(path); len(verrs) > 0 {
-		return nil, verrs
 	}
 	return cfg, nil
 }
@@ -232,8 +245,25 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 // problem is reported with its full key path (limits.max_recipients) and
 // line, and every problem is reported, not just the first.
 type decoder struct {
-	file string
-	errs ConfigErrors
+	file  string
+	errs  ConfigErrors
+	lines map[string]int // key path -> line of its value
+}
+
+// lineOf finds the line of a key path such as "mynetworks[1]" or
+// "tls.cert", falling back to its parent keys.
+func (d *decoder) lineOf(key string) int {
+	for key != "" {
+		if l, ok := d.lines[key]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 0
 }
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
@@ -286,6 +316,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[key] = true
+		d.lines[full] = val.Line
+		if val.Kind == yaml.SequenceNode {
+			for j, item := range val.Content {
+				d.lines[fmt.Sprintf("%s[%d]", full, j)] = item.Line
+			}
+		}
 		idx, ok := fields[key]
 		if !ok {
 			sort.Strings(known)
@@ -331,7 +367,6 @@ func defaultConfig() *Config {
 			PerIPConnections:  20,
 			CommandTimeout:    Duration(5 * time.Minute),  // RFC 5321 §4.5.3.2.7
 			DataTimeout:       Duration(10 * time.Minute), // RFC 5321 §4.5.3.2.6
-			MaxErrorsPerConn:  20,
 			ShutdownGraceTime: Duration(30 * time.Second),
 		},
 		Queue: QueueConfig{
@@ -440,9 +475,6 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	if c.Limits.DataTimeout.D() < time.Second {
 		bad("limits.data_timeout", "must be at least 1s")
-	}
-	if c.Limits.MaxErrorsPerConn < 1 {
-		bad("limits.max_errors", "must be at least 1")
 	}
 	if c.Queue.RetryMin.D() <= 0 {
 		bad("queue.retry_min", "must be positive")

@@ -433,7 +433,9 @@ func classify(ctx context.Context, op string, err error) *ScanError {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &ScanError{Kind: KindTimeout, Op: op, Err: err}
+		// The only deadline on the connection is the context's, whose own
+		// timer may not have fired yet.
+		return &ScanError{Kind: KindTimeout, Op: op, Err: fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)}
 	}
 	return &ScanError{Kind: KindUnavailable, Op: op, Err: err}
 }
