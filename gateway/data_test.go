@@ -121,7 +121,7 @@ func TestValidAddress(t *testing.T) {
 func TestConnLimiter(t *testing.T) {
 	l := newConnLimiter(3, 2)
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	if l.acquire(a) != "" || l.acquire(a) != "" {
+	if r1, r2 := l.acquire(a), l.acquire(a); r1 != "" || r2 != "" {
 		t.Fatal("first two connections refused")
 	}
 	if r := l.acquire(a); r != reasonPerIPConnections {

@@ -89,19 +89,6 @@ func smtpFailure(stage, remote string, err error) *DeliveryError {
 	return de
 }
 
-// replyCode returns the SMTP code of err, 0 if err carries none.
-func replyCode(err error) int {
-	var de *DeliveryError
-	if errors.As(err, &de) {
-		return de.Code
-	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se.Code
-	}
-	return 0
-}
-
 // oneLine folds a multi-line reply into one line of printable ASCII, as
 // needed in log lines and in Diagnostic-Code fields (RFC 3464 §2.3.6).
 func oneLine(s string) string {
