@@ -36,16 +36,19 @@ e2e: build
 bench: deps build
 	$(GO) run ./e2e/bench -mxgate $(BIN)
 
-# A node on unprivileged ports with a local stand-in backend (devsink).
+# A node on unprivileged ports with a local stand-in backend (devsink) and a
+# clamd loaded with the test signatures (EICAR, clam.exe).
 run: build
+	@./scripts/clamd-test.sh install
 	@mkdir -p tmp/delivered
 	@$(GO) build -o bin/devsink ./deployments/devsink
 	@echo "mxgate: a node for example.test is starting"
 	@echo "  send mail:  swaks --server 127.0.0.1:2525 --from you@example.org --to user@example.test"
 	@echo "  metrics:    http://127.0.0.1:8025/metrics   ready: http://127.0.0.1:8025/readyz"
 	@echo "  delivered:  tmp/delivered/*.eml (the backend stand-in prints a line per message)"
-	@./bin/devsink -listen 127.0.0.1:2626 -dir tmp/delivered & \
-	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+	@./scripts/clamd-test.sh run 3310 & clamd=$$!; \
+	  ./bin/devsink -listen 127.0.0.1:2626 -dir tmp/delivered & sink=$$!; \
+	  trap "kill $$clamd $$sink 2>/dev/null" EXIT INT TERM; \
 	  ./$(BIN) serve -config deployments/dev.yaml
 
 clean:

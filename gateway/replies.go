@@ -20,6 +20,8 @@ const (
 	reasonBareCR            reason = "bare_cr"
 	reasonMailLoop          reason = "mail_loop"
 	reasonSpoolError        reason = "spool_error"
+	reasonVirus             reason = "virus"
+	reasonScanError         reason = "scan_error"
 	reasonNotReady          reason = "not_ready"
 	reasonDataError         reason = "data_error"
 	reasonShuttingDown      reason = "shutting_down"
@@ -57,6 +59,12 @@ func reply(r reason, detail string) *smtp.SMTPError {
 	case reasonMailLoop:
 		// RFC 5321 §6.3: too many Received headers means a loop.
 		return e(554, 5, 4, 6, "too many hops, mail loop detected")
+	case reasonVirus:
+		return e(554, 5, 7, 1, "message refused, virus found")
+	case reasonScanError:
+		// Scanner trouble is not a verdict: the sender keeps the
+		// message and retries (never 250 unscanned, never 5xx).
+		return e(451, 4, 3, 0, "message could not be scanned for viruses, try again later")
 	case reasonSpoolError:
 		return e(451, 4, 3, 0, "temporary failure storing the message, try again later")
 	case reasonNotReady:

@@ -22,6 +22,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
@@ -43,7 +44,12 @@ type Config struct {
 	PerIPConnections int
 	CommandTimeout   time.Duration
 	DataTimeout      time.Duration
-	Logger           *slog.Logger
+	// Scanner is clamd; nil disables virus scanning.
+	Scanner *clamav.Client
+	// ScanOnErrorAccept delivers a message clamd could not scan (with a
+	// header saying so) instead of answering 451 4.3.0.
+	ScanOnErrorAccept bool
+	Logger            *slog.Logger
 }
 
 // Server runs the SMTP listeners of one node.
@@ -59,6 +65,8 @@ type Server struct {
 	lns      []net.Listener
 	draining atomic.Bool
 	bound    atomic.Bool
+
+	scannerErr atomic.Pointer[scannerState]
 }
 
 // New makes a server that spools accepted mail into q.

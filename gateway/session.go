@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -122,6 +123,18 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(reasonDataError, "", "queue_id", id, "error", err.Error())
 	}
 
+	verdict := s.scan(context.Background(), draft.Path(), id)
+	var prepend []byte
+	switch {
+	case verdict.virus != "":
+		return s.refuse(reasonVirus, verdict.virus, "queue_id", id, "from", truncate(s.from), "virus", verdict.virus)
+	case verdict.err != nil && !s.srv.cfg.ScanOnErrorAccept:
+		return s.refuse(reasonScanError, "", "queue_id", id, "from", truncate(s.from), "error", verdict.err.Error())
+	}
+	if verdict.header != "" {
+		prepend = []byte(verdict.header + "\r\n")
+	}
+
 	env := smarthost.Envelope{
 		From:       s.from,
 		Rcpts:      rcpts,
@@ -129,6 +142,7 @@ func (s *session) Data(r io.Reader) error {
 		ClientIP:   s.ip.String(),
 		Helo:       sanitizeHelo(s.conn.Hostname()),
 		Listener:   s.listener,
+		Prepend:    prepend,
 	}
 	if err := s.srv.queue.Commit(draft, env); err != nil {
 		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())

@@ -20,6 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# clamd and Debian's ClamAV test files: the tests run a real clamd.
+"$(dirname "$0")/clamd-test.sh" install
+
 gobin="$(go env GOPATH)/bin"
 if [ ! -x "$gobin/staticcheck" ]; then
   go install honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mxgate/mxgate/filter/clamav"
 )
 
 // Config is the node's YAML configuration file. The keys and their meaning
@@ -28,6 +30,7 @@ type Config struct {
 	TLS        TLSConfig         `yaml:"tls"`
 	Limits     LimitsConfig      `yaml:"limits"`
 	Queue      QueueConfig       `yaml:"queue"`
+	ClamAV     ClamAVConfig      `yaml:"clamav"`
 	DNS        DNSConfig         `yaml:"dns"`
 	Transports map[string]string `yaml:"transports"`
 	Outbound   OutboundConfig    `yaml:"outbound"`
@@ -76,6 +79,15 @@ type QueueConfig struct {
 	RetryMin Duration `yaml:"retry_min"`
 	RetryMax Duration `yaml:"retry_max"`
 	Workers  int      `yaml:"workers"`
+}
+
+// ClamAVConfig is the virus scanner every message goes through.
+type ClamAVConfig struct {
+	Enabled        bool     `yaml:"enabled"`
+	Address        string   `yaml:"address"`
+	Timeout        Duration `yaml:"timeout"`
+	OnError        string   `yaml:"on_error"`
+	MaxConnections int      `yaml:"max_connections"`
 }
 
 // DNSConfig selects the resolver used for MX lookups.
@@ -375,6 +387,13 @@ func defaultConfig() *Config {
 			RetryMax: Duration(time.Hour),
 			Workers:  32,
 		},
+		ClamAV: ClamAVConfig{
+			Enabled:        true,
+			Address:        "tcp:127.0.0.1:3310",
+			Timeout:        Duration(30 * time.Second),
+			OnError:        "tempfail",
+			MaxConnections: 8,
+		},
 		Outbound: OutboundConfig{Port: 25},
 		Log:      LogConfig{Level: "info"},
 	}
@@ -487,6 +506,20 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	if c.Queue.Workers < 1 || c.Queue.Workers > 1000 {
 		bad("queue.workers", "%d: want 1 to 1000", c.Queue.Workers)
+	}
+	if c.ClamAV.Enabled {
+		if _, _, err := clamav.ParseAddress(c.ClamAV.Address); err != nil {
+			bad("clamav.address", "%v", err)
+		}
+	}
+	if c.ClamAV.Timeout.D() < time.Second {
+		bad("clamav.timeout", "must be at least 1s")
+	}
+	if c.ClamAV.OnError != "tempfail" && c.ClamAV.OnError != "accept" {
+		bad("clamav.on_error", "%q: want tempfail (answer 451 when a message cannot be scanned) or accept (deliver it with a header saying it was not scanned)", c.ClamAV.OnError)
+	}
+	if c.ClamAV.MaxConnections < 1 || c.ClamAV.MaxConnections > 1000 {
+		bad("clamav.max_connections", "%d: want 1 to 1000 (at most clamd's MaxThreads)", c.ClamAV.MaxConnections)
 	}
 	if c.DNS.Resolver != "" {
 		if err := checkHostPort(c.DNS.Resolver); err != nil {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/smarthost"
 )
@@ -144,18 +145,33 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var scanner *clamav.Client
+	if cfg.ClamAV.Enabled {
+		scanner, err = clamav.New(clamav.Config{
+			Address:  cfg.ClamAV.Address,
+			Timeout:  cfg.ClamAV.Timeout.D(),
+			MaxConns: cfg.ClamAV.MaxConnections,
+		})
+		if err != nil {
+			return fmt.Errorf("clamav: %w", err)
+		}
+	} else {
+		logger.Warn("virus scanning is disabled (clamav.enabled: false)", "event", "config")
+	}
 	gw := gateway.New(gateway.Config{
-		Hostname:         cfg.Hostname,
-		Domains:          cfg.Domains,
-		MyNetworks:       cfg.myNetworks,
-		TLS:              tlsConf,
-		MaxMessageBytes:  cfg.Limits.MaxMessageBytes,
-		MaxRecipients:    cfg.Limits.MaxRecipients,
-		MaxConnections:   cfg.Limits.MaxConnections,
-		PerIPConnections: cfg.Limits.PerIPConnections,
-		CommandTimeout:   cfg.Limits.CommandTimeout.D(),
-		DataTimeout:      cfg.Limits.DataTimeout.D(),
-		Logger:           logger,
+		Hostname:          cfg.Hostname,
+		Domains:           cfg.Domains,
+		MyNetworks:        cfg.myNetworks,
+		TLS:               tlsConf,
+		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
+		MaxRecipients:     cfg.Limits.MaxRecipients,
+		MaxConnections:    cfg.Limits.MaxConnections,
+		PerIPConnections:  cfg.Limits.PerIPConnections,
+		CommandTimeout:    cfg.Limits.CommandTimeout.D(),
+		DataTimeout:       cfg.Limits.DataTimeout.D(),
+		Scanner:           scanner,
+		ScanOnErrorAccept: cfg.ClamAV.OnError == "accept",
+		Logger:            logger,
 	}, queue)
 	for _, l := range []struct{ name, addr string }{
 		{gateway.ListenerInbound, cfg.Listen.Inbound},
@@ -180,6 +196,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 				}
 				return nil
 			}},
+			{Name: "clamd", Ready: gw.ScannerReady},
 			{Name: "spool", Ready: func() error {
 				if !queue.Ready() {
 					return errors.New("queue not running")
@@ -193,6 +210,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	qctx, qcancel := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
 	go func() { qdone <- queue.Run(qctx) }()
+	go gw.WatchScanner(qctx)
 	gwdone := make(chan error, 1)
 	go func() { gwdone <- gw.Serve() }()
 	go func() {
