@@ -1,4 +1,5 @@
 # mxgate — the two commands an operator needs are `make run` and `make test`.
+SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin/mxgate
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)

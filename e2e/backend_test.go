@@ -31,6 +31,7 @@ type backend struct {
 
 	mu       sync.Mutex
 	srv      *smtp.Server
+	ln       net.Listener
 	got      []delivery
 	rcptErrs map[string]*smtp.SMTPError // lower-case address -> reply
 }
@@ -60,7 +61,7 @@ func (b *backend) serve(ln net.Listener) {
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	b.mu.Lock()
-	b.srv = srv
+	b.srv, b.ln = srv, ln
 	b.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
 }
@@ -69,9 +70,14 @@ func (b *backend) serve(ln net.Listener) {
 // connections until start.
 func (b *backend) stop() {
 	b.mu.Lock()
-	srv := b.srv
-	b.srv = nil
+	srv, ln := b.srv, b.ln
+	b.srv, b.ln = nil, nil
 	b.mu.Unlock()
+	// The listener is closed here too: Close may run before Serve has
+	// registered it with the server.
+	if ln != nil {
+		_ = ln.Close()
+	}
 	if srv != nil {
 		_ = srv.Close()
 	}
@@ -157,28 +163,47 @@ func (s *backendSession) Data(r io.Reader) error {
 	return nil
 }
 
-// splitReceived separates the Received header mxgate prepends (the first
-// header, folded with continuation lines starting with a tab or space) from
-// the rest of the message. ok is false if the message does not start with
-// one.
+// addedHeaders are the header fields mxgate may add above the message as
+// the client sent it, besides its Received header: the virus scanner's
+// verdict (DESIGN.md, "Message flow").
+var addedHeaders = map[string]bool{"x-virus-scanned": true}
+
+// splitReceived separates what mxgate adds at the top of a delivered
+// message (its Received header, folded with continuation lines starting
+// with a tab or space, and the fields in addedHeaders) from the rest, which
+// must be the message as the client sent it. ok is false if the added
+// block holds no Received header starting "Received: from ".
 func splitReceived(data []byte) (received, rest []byte, ok bool) {
-	if !bytes.HasPrefix(data, []byte("Received: from ")) {
-		return nil, data, false
-	}
-	i := bytes.Index(data, []byte("\r\n"))
-	for i >= 0 {
-		next := i + 2
-		if next < len(data) && (data[next] == '\t' || data[next] == ' ') {
-			j := bytes.Index(data[next:], []byte("\r\n"))
+	pos := 0
+	for pos < len(data) {
+		// One header field: its first line and continuation lines.
+		end := bytes.Index(data[pos:], []byte("\r\n"))
+		if end < 0 {
+			break
+		}
+		end += pos + 2
+		for end < len(data) && (data[end] == '\t' || data[end] == ' ') {
+			j := bytes.Index(data[end:], []byte("\r\n"))
 			if j < 0 {
 				return nil, data, false
 			}
-			i = next + j
-			continue
+			end += j + 2
 		}
-		return data[:next], data[next:], true
+		field := data[pos:end]
+		name, _, _ := bytes.Cut(field, []byte(":"))
+		switch {
+		case pos == 0 && !bytes.HasPrefix(field, []byte("Received: from ")):
+			// mxgate's trace header comes first (RFC 5321 §4.4).
+			return nil, data, false
+		case received == nil && bytes.HasPrefix(field, []byte("Received: from ")):
+			received = field
+		case addedHeaders[strings.ToLower(string(name))]:
+		default:
+			return received, data[pos:], received != nil
+		}
+		pos = end
 	}
-	return nil, data, false
+	return received, data[pos:], received != nil
 }
 
 // headerValue returns the first header field named name (unfolded,

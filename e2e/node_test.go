@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/filter/clamav/clamdtest"
 )
 
 // nodeOptions are the parts of a node's configuration a test varies; zero
@@ -30,6 +31,10 @@ type nodeOptions struct {
 	maxRecipients    int
 	perIPConnections int
 	maxConnections   int
+	// clamav is the clamav.address; empty starts a real clamd with the
+	// test signatures for this node (every message is scanned, as in
+	// production).
+	clamav string
 }
 
 // node is one mxgate process with its config file, data dir and log.
@@ -71,6 +76,9 @@ func newNode(t testing.TB, opts nodeOptions) *node {
 		inbound:    freeAddr(t),
 		relay:      freeAddr(t),
 		http:       freeAddr(t),
+	}
+	if opts.clamav == "" {
+		opts.clamav = clamdtest.StartServer(t, clamdtest.Options{SigDir: clamdtest.SigDir(t)}).TCPAddress()
 	}
 	if err := os.WriteFile(n.configPath, []byte(n.configYAML(opts)), 0o644); err != nil {
 		t.Fatalf("e2e: write config: %v", err)
@@ -115,6 +123,7 @@ func (n *node) configYAML(o nodeOptions) string {
 	fmt.Fprintf(&b, "limits: {max_message_bytes: %d, max_recipients: %d, per_ip_connections: %d, max_connections: %d}\n",
 		o.maxMessageBytes, o.maxRecipients, o.perIPConnections, o.maxConnections)
 	fmt.Fprintf(&b, "queue: {retry_min: 1s, retry_max: 2s, lifetime: 1h}\n")
+	fmt.Fprintf(&b, "clamav: {address: %q, timeout: 10s}\n", o.clamav)
 	if len(o.transports) > 0 {
 		var doms []string
 		for d := range o.transports {
@@ -472,5 +481,3 @@ func portFree(addr string) error {
 	}
 	return ln.Close()
 }
-
-var errNoReply = errors.New("no reply")

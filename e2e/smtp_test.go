@@ -37,18 +37,6 @@ func (r smtpReply) is(want string) bool {
 	return first == want || strings.HasPrefix(first, want+" ")
 }
 
-// text is the reply's text after the code and enhanced code.
-func (r smtpReply) text() string {
-	if len(r.lines) == 0 {
-		return ""
-	}
-	f := strings.Fields(r.lines[0])
-	if len(f) > 2 {
-		return strings.Join(f[2:], " ")
-	}
-	return ""
-}
-
 // rawSMTP is a minimal SMTP client on a net.Conn, for tests where the exact
 // bytes on the wire and the exact replies matter.
 type rawSMTP struct {

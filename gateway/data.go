@@ -166,7 +166,7 @@ func receivedHeader(helo string, ip netip.Addr, hostname, queueID string, tlsSta
 	}
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (mxgate) with %s id %s", sanitizeHelo(helo), ip, hostname, proto, queueID)
 	if tlsState != nil {
-		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tls.VersionName(tlsState.Version), tls.CipherSuiteName(tlsState.CipherSuite))
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", strings.Replace(tls.VersionName(tlsState.Version), "TLS ", "TLSv", 1), tls.CipherSuiteName(tlsState.CipherSuite))
 	}
 	// Name the recipient only when there is one: listing several would
 	// disclose Bcc recipients to each other.

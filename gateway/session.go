@@ -100,9 +100,6 @@ func (s *session) Data(r io.Reader) error {
 		tlsState = &st
 	}
 	rcpts := append([]string(nil), s.rcpts...)
-	if _, err := draft.Write(receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, id, tlsState, rcpts, start)); err != nil {
-		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
-	}
 	copier := newBodyCopier(draft, s.srv.cfg.MaxMessageBytes)
 	size, err := copier.copyFrom(&deadlineReader{r: r, conn: s.conn.Conn(), timeout: s.srv.cfg.DataTimeout})
 	switch {
@@ -124,7 +121,9 @@ func (s *session) Data(r io.Reader) error {
 	}
 
 	verdict := s.scan(context.Background(), draft.Path(), id)
-	var prepend []byte
+	// Our headers go before the client's bytes at delivery: the trace
+	// header first (RFC 5321 §4.4), then the scan result.
+	prepend := receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, id, tlsState, rcpts, start)
 	switch {
 	case verdict.virus != "":
 		return s.refuse(reasonVirus, verdict.virus, "queue_id", id, "from", truncate(s.from), "virus", verdict.virus)
@@ -132,7 +131,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(reasonScanError, "", "queue_id", id, "from", truncate(s.from), "error", verdict.err.Error())
 	}
 	if verdict.header != "" {
-		prepend = []byte(verdict.header + "\r\n")
+		prepend = append(prepend, verdict.header+"\r\n"...)
 	}
 
 	env := smarthost.Envelope{

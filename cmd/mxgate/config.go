@@ -240,7 +240,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	for _, e := range errs {
 		failed[e.Key] = true
 	}
-	for _, e := range cfg.validate(path) {
+	for _, e := range cfg.validate(path, failed) {
 		if failed[e.Key] {
 			continue
 		}
@@ -399,8 +399,19 @@ func defaultConfig() *Config {
 	}
 }
 
-func (c *Config) validate(file string) ConfigErrors {
+// validate checks values and their relations. failed names the keys that
+// did not decode: they hold defaults, so checks that compare them with
+// other keys would report problems the operator did not write.
+func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	var errs ConfigErrors
+	decoded := func(keys ...string) bool {
+		for _, k := range keys {
+			if failed[k] {
+				return false
+			}
+		}
+		return true
+	}
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, ConfigError{File: file, Key: key, Why: fmt.Sprintf(format, args...)})
 	}
@@ -486,7 +497,7 @@ func (c *Config) validate(file string) ConfigErrors {
 	if c.Limits.PerIPConnections < 1 {
 		bad("limits.per_ip_connections", "must be at least 1")
 	}
-	if c.Limits.PerIPConnections > c.Limits.MaxConnections {
+	if c.Limits.PerIPConnections > c.Limits.MaxConnections && decoded("limits.per_ip_connections", "limits.max_connections") {
 		bad("limits.per_ip_connections", "%d is more than limits.max_connections (%d)", c.Limits.PerIPConnections, c.Limits.MaxConnections)
 	}
 	if c.Limits.CommandTimeout.D() < time.Second {
@@ -498,10 +509,10 @@ func (c *Config) validate(file string) ConfigErrors {
 	if c.Queue.RetryMin.D() <= 0 {
 		bad("queue.retry_min", "must be positive")
 	}
-	if c.Queue.RetryMax.D() < c.Queue.RetryMin.D() {
+	if c.Queue.RetryMax.D() < c.Queue.RetryMin.D() && decoded("queue.retry_min", "queue.retry_max") {
 		bad("queue.retry_max", "%v is less than queue.retry_min (%v)", c.Queue.RetryMax.D(), c.Queue.RetryMin.D())
 	}
-	if c.Queue.Lifetime.D() < c.Queue.RetryMin.D() {
+	if c.Queue.Lifetime.D() < c.Queue.RetryMin.D() && decoded("queue.retry_min", "queue.lifetime") {
 		bad("queue.lifetime", "%v is less than queue.retry_min (%v)", c.Queue.Lifetime.D(), c.Queue.RetryMin.D())
 	}
 	if c.Queue.Workers < 1 || c.Queue.Workers > 1000 {
