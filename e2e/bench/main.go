@@ -28,6 +28,7 @@ var (
 	flagC           = flag.Int("c", 20, "concurrent SMTP connections")
 	flagSize        = flag.Int("size", 4096, "message size in bytes (headers included)")
 	flagSkipPostfix = flag.Bool("skip-postfix", false, "do not run Postfix")
+	flagSkipScan    = flag.Bool("skip-scan", false, "do not run the clamd scenario")
 	flagMxgate      = flag.String("mxgate", "", "path of the mxgate binary (empty: skip mxgate)")
 	flagDeliverWait = flag.Duration("deliver-timeout", 2*time.Minute, "how long to wait, after the last 250, for the sink to receive every message")
 )
@@ -90,7 +91,8 @@ func run() error {
 		pf = &r
 	}
 	if *flagMxgate != "" {
-		r, err := bench("mxgate", startMxgate)
+		// Postfix relays without scanning: so does this mxgate run.
+		r, err := bench("mxgate", mxgateStarter("", 0))
 		if err != nil {
 			return err
 		}
@@ -105,6 +107,9 @@ func run() error {
 		fmt.Printf("bench: mxgate/postfix accept ratio %.2f, delivered ratio %.2f\n",
 			mx.acceptRate()/pf.acceptRate(), mx.deliverRate()/pf.deliverRate())
 	}
+	if *flagMxgate != "" && !*flagSkipScan {
+		return benchScan()
+	}
 	return nil
 }
 
@@ -118,8 +123,14 @@ type system interface {
 
 // bench runs the load against one system (nil start: straight into the sink).
 func bench(name string, start func(sinkAddr string) (system, error)) (result, error) {
+	return benchLoad(name, start, *flagN, *flagC, *flagSize)
+}
+
+// benchLoad is bench with its own load: n messages of size bytes over c
+// connections.
+func benchLoad(name string, start func(sinkAddr string) (system, error), n, c, size int) (result, error) {
 	res := result{name: name}
-	sk, err := startSink(int64(*flagN))
+	sk, err := startSink(int64(n))
 	if err != nil {
 		return res, err
 	}
@@ -150,7 +161,7 @@ func bench(name string, start func(sinkAddr string) (system, error)) (result, er
 	}
 
 	fmt.Printf("bench: %s: sending\n", name)
-	res.load, err = runLoad(target, *flagN, *flagC, *flagSize)
+	res.load, err = runLoad(target, n, c, size)
 	if err != nil {
 		return fail(err)
 	}
@@ -159,13 +170,13 @@ func bench(name string, start func(sinkAddr string) (system, error)) (result, er
 		res.delivered = sk.last
 	case <-time.After(*flagDeliverWait):
 		return fail(fmt.Errorf("sink received %d of %d messages %v after the last 250",
-			sk.count.Load(), *flagN, *flagDeliverWait))
+			sk.count.Load(), n, *flagDeliverWait))
 	}
 	if rss != nil {
 		res.rssKB = rss.stop()
 	}
-	if got := sk.count.Load(); got != int64(*flagN) {
-		fmt.Printf("bench: %s: WARNING: the sink received %d messages for %d sent (duplicates)\n", name, got, *flagN)
+	if got := sk.count.Load(); got != int64(n) {
+		fmt.Printf("bench: %s: WARNING: the sink received %d messages for %d sent (duplicates)\n", name, got, n)
 	}
 	return res, nil
 }

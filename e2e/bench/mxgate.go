@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"os"
@@ -25,10 +26,17 @@ domains: [bench.test]
 backends: [%q]
 mynetworks: ["10.255.255.0/24"]
 queue: {retry_min: 1s, retry_max: 10s}
-limits: {per_ip_connections: %d}
+limits: {per_ip_connections: %d, max_message_bytes: %d}
+clamav: %s
 `
 
-func startMxgate(sinkAddr string) (sys system, err error) {
+// mxgateStarter starts mxgate scanning through the clamd at clamavAddr
+// ("" : scanning off), accepting messages up to maxBytes (0: 36 MB).
+func mxgateStarter(clamavAddr string, maxBytes int) func(sinkAddr string) (system, error) {
+	return func(sinkAddr string) (system, error) { return startMxgate(sinkAddr, clamavAddr, maxBytes) }
+}
+
+func startMxgate(sinkAddr, clamavAddr string, maxBytes int) (sys system, err error) {
 	bin, err := filepath.Abs(*flagMxgate)
 	if err != nil {
 		return nil, err
@@ -56,8 +64,12 @@ func startMxgate(sinkAddr string) (sys system, err error) {
 	m.inbound = addrs[0]
 	// The load comes from one IP: allow all its connections (the default
 	// per-IP limit is 20).
+	clamavConf := "{enabled: false}"
+	if clamavAddr != "" {
+		clamavConf = fmt.Sprintf("{address: %q, timeout: 60s, max_connections: 8}", clamavAddr)
+	}
 	conf := fmt.Sprintf(mxgateConfig, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2],
-		sinkAddr, max(*flagC, 20))
+		sinkAddr, max(*flagC, 20), cmp.Or(maxBytes, 36700160), clamavConf)
 	confFile := filepath.Join(dir, "mxgate.yaml")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		return nil, err
