@@ -59,6 +59,17 @@ func (s *session) scan(ctx context.Context, path, id string) scanVerdict {
 	return scanVerdict{header: "X-Virus-Scanned: clamav by mxgate on " + s.srv.cfg.Hostname}
 }
 
+// logValue is the scan outcome in the accept line of the mail log.
+func (v scanVerdict) logValue() string {
+	switch {
+	case v.err != nil:
+		return "not_scanned"
+	case v.header == "":
+		return "disabled"
+	}
+	return "clean"
+}
+
 type scannerState struct{ err error }
 
 // ScannerReady reports clamd's health as last seen by a ping or a scan; nil

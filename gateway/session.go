@@ -150,7 +150,7 @@ func (s *session) Data(r io.Reader) error {
 	metricMessageBytes.WithLabelValues(s.listener).Observe(float64(size))
 	metricAcceptDuration.WithLabelValues(s.listener).Observe(time.Since(start).Seconds())
 	s.log.Info("accepted", "event", "accept", "session", s.id, "listener", s.listener, "client_ip", s.ip.String(),
-		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil)
+		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil, "virus_scan", verdict.logValue())
 	return accepted(id)
 }
 
