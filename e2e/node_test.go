@@ -35,6 +35,9 @@ type nodeOptions struct {
 	// test signatures for this node (every message is scanned, as in
 	// production).
 	clamav string
+	// greylist is the greylist section; empty turns greylisting off, so
+	// that tests of other behaviour are not greylisted.
+	greylist string
 }
 
 // node is one mxgate process with its config file, data dir and log.
@@ -124,6 +127,10 @@ func (n *node) configYAML(o nodeOptions) string {
 		o.maxMessageBytes, o.maxRecipients, o.perIPConnections, o.maxConnections)
 	fmt.Fprintf(&b, "queue: {retry_min: 1s, retry_max: 2s, lifetime: 1h}\n")
 	fmt.Fprintf(&b, "clamav: {address: %q, timeout: 10s}\n", o.clamav)
+	if o.greylist == "" {
+		o.greylist = "{enabled: false}"
+	}
+	fmt.Fprintf(&b, "greylist: %s\n", o.greylist)
 	if len(o.transports) > 0 {
 		var doms []string
 		for d := range o.transports {

@@ -21,6 +21,7 @@ const (
 	reasonMailLoop          reason = "mail_loop"
 	reasonSpoolError        reason = "spool_error"
 	reasonVirus             reason = "virus"
+	reasonGreylisted        reason = "greylisted"
 	reasonScanError         reason = "scan_error"
 	reasonNotReady          reason = "not_ready"
 	reasonDataError         reason = "data_error"
@@ -59,6 +60,8 @@ func reply(r reason, detail string) *smtp.SMTPError {
 	case reasonMailLoop:
 		// RFC 5321 §6.3: too many Received headers means a loop.
 		return e(554, 5, 4, 6, "too many hops, mail loop detected")
+	case reasonGreylisted:
+		return e(451, 4, 7, 1, "greylisted, try again later")
 	case reasonVirus:
 		return e(554, 5, 7, 1, "message refused, virus found")
 	case reasonScanError:

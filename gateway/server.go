@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mxgate/mxgate/filter/clamav"
+	"github.com/mxgate/mxgate/greylist"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
@@ -49,7 +50,10 @@ type Config struct {
 	// ScanOnErrorAccept delivers a message clamd could not scan (with a
 	// header saying so) instead of answering 451 4.3.0.
 	ScanOnErrorAccept bool
-	Logger            *slog.Logger
+	// Greylist applies the triplet policy on the inbound listener; nil
+	// disables greylisting.
+	Greylist *greylist.Greylister
+	Logger   *slog.Logger
 }
 
 // Server runs the SMTP listeners of one node.

@@ -77,7 +77,42 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.srv.isLocalDomain(domainOf(to)) && !s.srv.inMyNetworks(s.ip) {
 		return s.refuse(reasonRelayDenied, "", "from", truncate(s.from), "rcpt", truncate(to))
 	}
+	if s.greylisting() && s.from != "" {
+		// The null sender is greylisted at the end of DATA, when the
+		// whole recipient set is known.
+		if d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, s.from, to); !d.Pass {
+			return s.refuse(reasonGreylisted, "", "from", truncate(s.from), "rcpt", truncate(to),
+				"greylist", string(d.Result), "retry_in_s", int(d.Retry.Seconds()))
+		}
+	}
 	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+// greylisting tells whether this session's mail goes through the greylist:
+// never on the relay listener nor for clients in mynetworks (our own
+// backends and trusted hosts).
+func (s *session) greylisting() bool {
+	return s.srv.cfg.Greylist != nil && s.listener == ListenerInbound && !s.srv.inMyNetworks(s.ip)
+}
+
+// greylistNullSender checks every recipient of a bounce: each triplet is
+// recorded, and the message passes only if all of them pass.
+func (s *session) greylistNullSender(id string) error {
+	if !s.greylisting() || s.from != "" {
+		return nil
+	}
+	var failed []string
+	var result string
+	for _, r := range s.rcpts {
+		if d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, "", r); !d.Pass {
+			failed = append(failed, r)
+			result = string(d.Result)
+		}
+	}
+	if len(failed) > 0 {
+		return s.refuse(reasonGreylisted, "", "queue_id", id, "from", "", "rcpts", failed, "greylist", result)
+	}
 	return nil
 }
 
@@ -120,6 +155,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(reasonDataError, "", "queue_id", id, "error", err.Error())
 	}
 
+	if err := s.greylistNullSender(id); err != nil {
+		return err
+	}
 	verdict := s.scan(context.Background(), draft.Path(), id)
 	// Our headers go before the client's bytes at delivery: the trace
 	// header first (RFC 5321 §4.4), then the scan result.

@@ -31,13 +31,15 @@ type Config struct {
 	Limits     LimitsConfig      `yaml:"limits"`
 	Queue      QueueConfig       `yaml:"queue"`
 	ClamAV     ClamAVConfig      `yaml:"clamav"`
+	Greylist   GreylistConfig    `yaml:"greylist"`
 	DNS        DNSConfig         `yaml:"dns"`
 	Transports map[string]string `yaml:"transports"`
 	Outbound   OutboundConfig    `yaml:"outbound"`
 	Log        LogConfig         `yaml:"log"`
 
 	// Parsed forms, filled by validate.
-	myNetworks []netip.Prefix
+	myNetworks    []netip.Prefix
+	greyAllowNets []netip.Prefix
 }
 
 // NodeConfig names this node and where it keeps its state.
@@ -88,6 +90,21 @@ type ClamAVConfig struct {
 	Timeout        Duration `yaml:"timeout"`
 	OnError        string   `yaml:"on_error"`
 	MaxConnections int      `yaml:"max_connections"`
+}
+
+// GreylistConfig is the triplet policy applied at RCPT on the inbound
+// listener.
+type GreylistConfig struct {
+	Enabled         bool     `yaml:"enabled"`
+	Delay           Duration `yaml:"delay"`
+	RetryWindow     Duration `yaml:"retry_window"`
+	Lifetime        Duration `yaml:"lifetime"`
+	NetmaskV4       int      `yaml:"netmask_v4"`
+	NetmaskV6       int      `yaml:"netmask_v6"`
+	AutoAllowAfter  int      `yaml:"auto_allow_after"`
+	AllowNetworks   []string `yaml:"allow_networks"`
+	AllowSenders    []string `yaml:"allow_senders"`
+	AllowRecipients []string `yaml:"allow_recipients"`
 }
 
 // DNSConfig selects the resolver used for MX lookups.
@@ -394,6 +411,15 @@ func defaultConfig() *Config {
 			OnError:        "tempfail",
 			MaxConnections: 8,
 		},
+		Greylist: GreylistConfig{
+			Enabled:        true,
+			Delay:          Duration(3 * time.Minute),
+			RetryWindow:    Duration(48 * time.Hour),
+			Lifetime:       Duration(36 * 24 * time.Hour),
+			NetmaskV4:      24,
+			NetmaskV6:      64,
+			AutoAllowAfter: 5,
+		},
 		Outbound: OutboundConfig{Port: 25},
 		Log:      LogConfig{Level: "info"},
 	}
@@ -531,6 +557,47 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	}
 	if c.ClamAV.MaxConnections < 1 || c.ClamAV.MaxConnections > 1000 {
 		bad("clamav.max_connections", "%d: want 1 to 1000 (at most clamd's MaxThreads)", c.ClamAV.MaxConnections)
+	}
+	if c.Greylist.Delay.D() <= 0 {
+		bad("greylist.delay", "must be positive")
+	}
+	if c.Greylist.RetryWindow.D() <= c.Greylist.Delay.D() && decoded("greylist.delay", "greylist.retry_window") {
+		bad("greylist.retry_window", "%v must be longer than greylist.delay (%v)", c.Greylist.RetryWindow.D(), c.Greylist.Delay.D())
+	}
+	if c.Greylist.Lifetime.D() <= 0 {
+		bad("greylist.lifetime", "must be positive")
+	}
+	if c.Greylist.NetmaskV4 < 8 || c.Greylist.NetmaskV4 > 32 {
+		bad("greylist.netmask_v4", "%d: want 8 to 32", c.Greylist.NetmaskV4)
+	}
+	if c.Greylist.NetmaskV6 < 16 || c.Greylist.NetmaskV6 > 128 {
+		bad("greylist.netmask_v6", "%d: want 16 to 128", c.Greylist.NetmaskV6)
+	}
+	if c.Greylist.AutoAllowAfter < 0 {
+		bad("greylist.auto_allow_after", "must be 0 (off) or more")
+	}
+	for i, n := range c.Greylist.AllowNetworks {
+		p, err := parsePrefix(n)
+		if err != nil {
+			bad(fmt.Sprintf("greylist.allow_networks[%d]", i), "%v", err)
+			continue
+		}
+		c.greyAllowNets = append(c.greyAllowNets, p)
+	}
+	for key, list := range map[string][]string{"greylist.allow_senders": c.Greylist.AllowSenders, "greylist.allow_recipients": c.Greylist.AllowRecipients} {
+		for i, a := range list {
+			dom := a
+			if at := strings.LastIndexByte(a, '@'); at >= 0 {
+				dom = a[at+1:]
+				if at == 0 {
+					bad(fmt.Sprintf("%s[%d]", key, i), "%q: want user@domain or domain", a)
+					continue
+				}
+			}
+			if !validDomain(dom) {
+				bad(fmt.Sprintf("%s[%d]", key, i), "%q: want user@domain or domain", a)
+			}
+		}
 	}
 	if c.DNS.Resolver != "" {
 		if err := checkHostPort(c.DNS.Resolver); err != nil {

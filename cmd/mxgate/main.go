@@ -20,6 +20,7 @@ import (
 
 	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/gateway"
+	"github.com/mxgate/mxgate/greylist"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
@@ -158,6 +159,30 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	} else {
 		logger.Warn("virus scanning is disabled (clamav.enabled: false)", "event", "config")
 	}
+	var grey *greylist.Greylister
+	if cfg.Greylist.Enabled {
+		store, err := greylist.OpenMemoryStore(filepath.Join(cfg.Node.DataDir, "greylist.json"), logger)
+		if err != nil {
+			return fmt.Errorf("greylist: %w", err)
+		}
+		defer func() {
+			if err := store.Close(); err != nil {
+				logger.Error("greylist store", "event", "greylist_error", "error", err.Error())
+			}
+		}()
+		go store.Run(ctx, time.Minute)
+		grey = greylist.New(greylist.Config{
+			Delay:           cfg.Greylist.Delay.D(),
+			RetryWindow:     cfg.Greylist.RetryWindow.D(),
+			Lifetime:        cfg.Greylist.Lifetime.D(),
+			NetmaskV4:       cfg.Greylist.NetmaskV4,
+			NetmaskV6:       cfg.Greylist.NetmaskV6,
+			AutoAllowAfter:  cfg.Greylist.AutoAllowAfter,
+			AllowNetworks:   cfg.greyAllowNets,
+			AllowSenders:    cfg.Greylist.AllowSenders,
+			AllowRecipients: cfg.Greylist.AllowRecipients,
+		}, store)
+	}
 	gw := gateway.New(gateway.Config{
 		Hostname:          cfg.Hostname,
 		Domains:           cfg.Domains,
@@ -170,6 +195,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		CommandTimeout:    cfg.Limits.CommandTimeout.D(),
 		DataTimeout:       cfg.Limits.DataTimeout.D(),
 		Scanner:           scanner,
+		Greylist:          grey,
 		ScanOnErrorAccept: cfg.ClamAV.OnError == "accept",
 		Logger:            logger,
 	}, queue)

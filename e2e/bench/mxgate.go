@@ -28,6 +28,7 @@ mynetworks: ["10.255.255.0/24"]
 queue: {retry_min: 1s, retry_max: 10s}
 limits: {per_ip_connections: %d, max_message_bytes: %d}
 clamav: %s
+greylist: {enabled: false}
 `
 
 // mxgateStarter starts mxgate scanning through the clamd at clamavAddr
