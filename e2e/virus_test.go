@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"archive/zip"
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -17,46 +15,15 @@ import (
 	"github.com/mxgate/mxgate/filter/clamav/clamdtest"
 )
 
-// eicar is the EICAR anti-virus test string (68 bytes).
-const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
+var eicar = clamdtest.EICAR
 
 func plainMessage(subject, body string) []byte {
 	return []byte("From: <sender@example.org>\r\nTo: <user@e2e.test>\r\nSubject: " + subject +
 		"\r\nMessage-ID: <" + subject + "@e2e.test>\r\n\r\n" + body + "\r\n")
 }
 
-// attachment builds a multipart/mixed message carrying data, base64, as a
-// file named name.
 func attachment(subject, name string, data []byte) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: <sender@example.org>\r\nTo: <user@e2e.test>\r\nSubject: %s\r\nMIME-Version: 1.0\r\n", subject)
-	fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n")
-	fmt.Fprintf(&b, "--b1\r\nContent-Type: application/octet-stream; name=%q\r\nContent-Transfer-Encoding: base64\r\n", name)
-	fmt.Fprintf(&b, "Content-Disposition: attachment; filename=%q\r\n\r\n", name)
-	enc := base64.StdEncoding.EncodeToString(data)
-	for len(enc) > 76 {
-		b.WriteString(enc[:76] + "\r\n")
-		enc = enc[76:]
-	}
-	b.WriteString(enc + "\r\n--b1--\r\n")
-	return b.Bytes()
-}
-
-func zipOf(t *testing.T, name string, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	w, err := zw.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return clamdtest.Attachment(subject, name, data)
 }
 
 // send delivers one message over a fresh connection and returns the reply
@@ -99,9 +66,9 @@ func TestVirusScanning(t *testing.T) {
 			name string
 			data []byte
 		}{
-			{"whole body", plainMessage("eicar-body", eicar)},
-			{"base64 attachment", attachment("eicar-attachment", "eicar.com", []byte(eicar))},
-			{"inside a zip", attachment("eicar-zip", "eicar.zip", zipOf(t, "eicar.com", []byte(eicar)))},
+			{"whole body", plainMessage("eicar-body", string(eicar))},
+			{"base64 attachment", attachment("eicar-attachment", "eicar.com", eicar)},
+			{"inside a zip", attachment("eicar-zip", "eicar.zip", clamdtest.Zip(t, "eicar.com", eicar))},
 		} {
 			rep := send(t, n.inbound, tc.data)
 			if !rep.is("554 5.7.1") || !strings.Contains(rep.String(), "Eicar-Test-Signature") {

@@ -1,10 +1,8 @@
 package clamav
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,9 +22,7 @@ import (
 // largest clamav-testfiles sample sent as base64 (2.4 MB).
 const streamMaxLength = 4 << 20
 
-// eicar is the EICAR anti-virus test string (68 bytes), assembled at run
-// time so that this source file is not itself flagged by scanners.
-var eicar = []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$` + "EICAR-STANDARD-ANTIVIRUS-" + "TEST-FILE!$H+H*")
+var eicar = clamdtest.EICAR
 
 func startClamd(t *testing.T) (*clamdtest.Server, *Client, *Client) {
 	t.Helper()
@@ -80,12 +76,12 @@ func TestClamd(t *testing.T) {
 		}
 	})
 	t.Run("EicarMIMEBase64", func(t *testing.T) {
-		infected(t, tcp, mimeMessage("eicar.com", eicar), "Eicar")
+		infected(t, tcp, attachment("eicar.com", eicar), "Eicar")
 	})
 	t.Run("EicarZip", func(t *testing.T) {
-		z := zipOf(t, "eicar.com", eicar)
+		z := clamdtest.Zip(t, "eicar.com", eicar)
 		infected(t, tcp, z, "Eicar")
-		infected(t, tcp, mimeMessage("eicar.zip", z), "Eicar")
+		infected(t, tcp, attachment("eicar.zip", z), "Eicar")
 	})
 
 	t.Run("ClamavTestfiles", func(t *testing.T) {
@@ -96,7 +92,7 @@ func TestClamd(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				res, err := tcp.Scan(ctx, bytes.NewReader(mimeMessage(filepath.Base(path), data)))
+				res, err := tcp.Scan(ctx, bytes.NewReader(attachment(filepath.Base(path), data)))
 				if err != nil || !res.Infected {
 					t.Fatalf("%+v, %v; want infected", res, err)
 				}
@@ -151,9 +147,9 @@ func TestClamd(t *testing.T) {
 		errs := make(chan error, 40)
 		for i := range 40 {
 			go func() {
-				msg, want := mimeMessage("note.txt", []byte("hello\n")), false
+				msg, want := attachment("note.txt", []byte("hello\n")), false
 				if i%2 == 0 {
-					msg, want = mimeMessage("eicar.com", eicar), true
+					msg, want = attachment("eicar.com", eicar), true
 				}
 				res, err := tcp.Scan(ctx, bytes.NewReader(msg))
 				if err == nil && res.Infected != want {
@@ -218,42 +214,6 @@ func TestClamdKilled(t *testing.T) {
 	}
 }
 
-// mimeMessage wraps data as the base64 attachment of a multipart message.
-func mimeMessage(name string, data []byte) []byte {
-	var b bytes.Buffer
-	const boundary = "=_mxgate_test_boundary"
-	fmt.Fprintf(&b, "From: <a@example.org>\r\nTo: <b@example.com>\r\nSubject: %s\r\n"+
-		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n", name, boundary)
-	fmt.Fprintf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n", boundary)
-	fmt.Fprintf(&b, "--%s\r\nContent-Type: application/octet-stream; name=\"%s\"\r\n"+
-		"Content-Disposition: attachment; filename=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n", boundary, name, name)
-	enc := base64.StdEncoding.EncodeToString(data)
-	for len(enc) > 76 {
-		b.WriteString(enc[:76] + "\r\n")
-		enc = enc[76:]
-	}
-	b.WriteString(enc + "\r\n")
-	fmt.Fprintf(&b, "--%s--\r\n", boundary)
-	return b.Bytes()
-}
-
-func zipOf(t *testing.T, name string, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := zip.NewWriter(&b)
-	w, err := zw.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 // zeros is an endless reader of zero bytes.
 type zeros struct{}
 
@@ -261,3 +221,5 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+func attachment(name string, data []byte) []byte { return clamdtest.Attachment(name, name, data) }
