@@ -49,7 +49,8 @@ func TestGreylisting(t *testing.T) {
 	const delay = 2 * time.Second
 	be := startBackend(t)
 	n := startNode(t, nodeOptions{backends: []string{be.addr},
-		greylist: fmt.Sprintf("{enabled: true, delay: %s, retry_window: 1h, lifetime: 1d}", delay)})
+		greylist:   fmt.Sprintf("{enabled: true, delay: %s, retry_window: 1h, lifetime: 1d, allow_recipients: [postmaster@e2e.test]}", delay),
+		mynetworks: []string{"10.9.9.0/24", "127.0.0.3/32"}})
 	const from, rcpt = "sender@example.org", "user@e2e.test"
 
 	// First attempt: a new triplet.
@@ -110,6 +111,20 @@ func TestGreylisting(t *testing.T) {
 	c.close()
 	if !rep.is("451 4.7.1") {
 		t.Fatalf("e2e: different recipient: got %q, want 451 4.7.1", rep)
+	}
+
+	// Never greylisted: clients in mynetworks (on either listener) and
+	// allow-listed recipients.
+	for _, tc := range []struct{ src, listener, rcpt string }{
+		{"127.0.0.3", n.inbound, "fresh1@e2e.test"},
+		{"127.0.0.3", n.relay, "fresh2@e2e.test"},
+		{"127.0.0.1", n.inbound, "postmaster@e2e.test"},
+	} {
+		c, rep := rcptFrom(t, tc.src, tc.listener, "new-sender@example.net", tc.rcpt)
+		c.close()
+		if !rep.is("250") {
+			t.Errorf("e2e: %s from %s: got %q, want 250 (not greylisted)", tc.rcpt, tc.src, rep)
+		}
 	}
 
 	// The null sender is greylisted at the end of DATA, not at RCPT.

@@ -38,6 +38,9 @@ type nodeOptions struct {
 	// greylist is the greylist section; empty turns greylisting off, so
 	// that tests of other behaviour are not greylisted.
 	greylist string
+	// mynetworks replaces the default ["10.9.9.0/24"] (no loopback
+	// client is trusted by default).
+	mynetworks []string
 }
 
 // node is one mxgate process with its config file, data dir and log.
@@ -122,7 +125,10 @@ func (n *node) configYAML(o nodeOptions) string {
 	fmt.Fprintf(&b, "hostname: mx1.e2e.test\n")
 	fmt.Fprintf(&b, "domains: [e2e.test]\n")
 	fmt.Fprintf(&b, "backends: [%s]\n", quoteList(o.backends))
-	fmt.Fprintf(&b, "mynetworks: [\"10.9.9.0/24\"]\n")
+	if len(o.mynetworks) == 0 {
+		o.mynetworks = []string{"10.9.9.0/24"}
+	}
+	fmt.Fprintf(&b, "mynetworks: [%s]\n", quoteList(o.mynetworks))
 	fmt.Fprintf(&b, "limits: {max_message_bytes: %d, max_recipients: %d, per_ip_connections: %d, max_connections: %d}\n",
 		o.maxMessageBytes, o.maxRecipients, o.perIPConnections, o.maxConnections)
 	fmt.Fprintf(&b, "queue: {retry_min: 1s, retry_max: 2s, lifetime: 1h}\n")
