@@ -90,6 +90,10 @@ func newNode(t testing.TB, opts nodeOptions) *node {
 		t.Fatalf("e2e: write config: %v", err)
 	}
 	t.Cleanup(func() {
+		// A recovered panic is a bug even when every reply was right.
+		if v, ok, err := n.metric("mxgate_gateway_panics_total"); err == nil && ok && v > 0 {
+			t.Errorf("e2e: node %s recovered %v panics (mxgate_gateway_panics_total)", n.name, v)
+		}
 		n.stop()
 		if t.Failed() {
 			t.Logf("e2e: node %s: last lines of its log (%s):\n%s", n.name, n.logPath, n.logTail(60))
