@@ -203,6 +203,8 @@ func (n *node) waitReady(timeout time.Duration) {
 	client := &http.Client{Timeout: 2 * time.Second}
 	last := "no answer yet"
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-exited:
@@ -223,7 +225,10 @@ func (n *node) waitReady(timeout time.Duration) {
 		if time.Now().After(deadline) {
 			n.t.Fatalf("e2e: node %s not ready after %v: %s", n.name, timeout, last)
 		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not a wait for a condition
+		select {
+		case <-tick.C:
+		case <-exited:
+		}
 	}
 }
 
@@ -448,6 +453,8 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 // pollUntil is waitFor for goroutines that must not call t.Fatal.
 func pollUntil(timeout time.Duration, cond func() (bool, string)) error {
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		ok, seen := cond()
 		if ok {
@@ -456,7 +463,7 @@ func pollUntil(timeout time.Duration, cond func() (bool, string)) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not after %v; last seen: %s", timeout, seen)
 		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+		<-tick.C
 	}
 }
 
