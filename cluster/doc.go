@@ -1,0 +1,60 @@
+// Package cluster holds mxgate's replicated state: the Raft finite state
+// machine (FSM) and, later, membership, leader forwarding and the stores
+// built on it.
+//
+// # Command format
+//
+// Every Raft log entry the FSM applies is one command: a type byte followed
+// by the payload of that type.
+//
+//	+------+-----------------------------+
+//	| type | payload                     |
+//	+------+-----------------------------+
+//
+// Payloads are JSON objects for the small commands (CmdGreylistPutTriplet,
+// CmdGreylistPutNetwork, CmdExpire) and a fixed binary header plus raw bytes
+// for CmdChunk, so that a quarantine body is not inflated by base64:
+//
+//	CmdChunk: 0x04 | id [16] | index uint32 BE | total uint32 BE |
+//	          expiresAt int64 BE (Unix ns) | data...
+//
+// Use the Encode* functions to build commands and SplitCommand to cut a
+// command larger than MaxEntrySize (512 KiB) into CmdChunk entries. The
+// chunks of one command may interleave with other entries; when the last
+// missing part arrives the parts are joined in index order and the inner
+// command is applied, once, in the same bolt transaction.
+//
+// A type byte with IgnorableFlag (0x80) set marks a command that older
+// nodes may skip: its low seven bits name the command, and a node that does
+// not know it ignores it instead of stopping (the Consul convention for
+// rolling upgrades).
+//
+// # Guarantees
+//
+//   - Determinism: the FSM never reads the clock. Times travel inside the
+//     commands (CmdExpire carries "now"; chunks carry their own expiry), so
+//     every node applying the same log reaches the same state.
+//   - No silent divergence: an unknown type without IgnorableFlag, a payload
+//     of a known type that cannot be decoded, or a local storage failure
+//     while applying panics, stopping the node rather than letting its state
+//     drift from the others.
+//   - Semantic errors are answers, not panics: an entry that decodes but is
+//     invalid (empty key, chunk index out of range...) changes nothing and
+//     Apply returns an error value, which Raft hands back to the proposer
+//     through ApplyFuture.Response. A command that returns an error has made
+//     no change (its bolt transaction is rolled back).
+//   - Bounded memory: state, and the parts of chunked commands not yet
+//     complete, live in a bbolt file under the directory given to NewFSM.
+//     Partial chunks are therefore also in snapshots.
+//   - Snapshots stream a consistent copy of the bbolt file from a read
+//     transaction taken in Snapshot; Apply goes on meanwhile. Restore writes
+//     the snapshot to a new file, opens it, and only then swaps it in under
+//     the lock: the live file is never modified in place, and a bad snapshot
+//     leaves the current state untouched.
+//   - The FSM file is not a source of truth: NewFSM starts from an empty
+//     file (Raft restores the last snapshot and replays the log after it),
+//     which is why bbolt runs without fsync.
+//
+// Reads (GetTriplet, GetNetwork) are served from the local bbolt file in a
+// read-only transaction, possibly slightly behind the leader.
+package cluster

@@ -1,0 +1,321 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mxgate/mxgate/greylist"
+)
+
+// Bucket names, one per kind of state. Part of the snapshot format.
+var (
+	bucketTriplets  = []byte("greylist_triplets")
+	bucketNetworks  = []byte("greylist_networks")
+	bucketChunks    = []byte("chunk_parts") // id|index -> data
+	bucketChunkSets = []byte("chunk_sets")  // id -> total, received, expiresAt
+	bucketChunkDone = []byte("chunk_done")  // id -> expiresAt
+	allBuckets      = [][]byte{bucketTriplets, bucketNetworks, bucketChunks, bucketChunkSets, bucketChunkDone}
+)
+
+const fsmFile = "fsm.db"
+
+// ErrInvalidCommand wraps the semantic errors Apply returns as responses.
+var ErrInvalidCommand = errors.New("cluster: invalid command")
+
+// FSM is mxgate's Raft state machine. Apply, Snapshot and Restore are called
+// by Raft; GetTriplet and GetNetwork may be called concurrently from any
+// goroutine.
+type FSM struct {
+	dir string
+
+	// mu guards db: readers and Apply hold it shared, Restore exclusively
+	// while it swaps the file.
+	mu sync.RWMutex
+	db *bolt.DB
+
+	ignored atomic.Uint64
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// handler applies one command's payload inside tx and returns the response
+// for the proposer (nil, a result, or an error value for a semantic error).
+type handler func(f *FSM, tx *bolt.Tx, payload []byte) any
+
+// handlers is the dispatch table, indexed by type byte without
+// IgnorableFlag. Filled in init to break the cycle through applyChunk.
+var handlers [128]handler
+
+func init() {
+	handlers[CmdGreylistPutTriplet] = applyPutTriplet
+	handlers[CmdGreylistPutNetwork] = applyPutNetwork
+	handlers[CmdExpire] = applyExpire
+	handlers[CmdChunk] = applyChunk
+}
+
+func boltOptions() *bolt.Options {
+	return &bolt.Options{
+		Timeout: time.Second, // another process holding the file: fail, don't hang
+		// The file is rebuilt from the Raft log and snapshots on every
+		// start (see NewFSM): durability comes from Raft, so no fsync.
+		NoSync:         true,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		// Growing the mmap waits for open read transactions, and a
+		// snapshot keeps one open while it streams; a generous initial
+		// mapping (address space only) makes that rare.
+		InitialMmapSize: 256 << 20,
+	}
+}
+
+// NewFSM returns an FSM keeping its state in dir/fsm.db. Any earlier file
+// there is discarded: Raft restores the latest snapshot and replays the log
+// after it, so the FSM must start empty.
+func NewFSM(dir string) (*FSM, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: fsm dir: %w", err)
+	}
+	// Leftovers of an interrupted Restore.
+	if stale, err := filepath.Glob(filepath.Join(dir, "fsm-restore-*.db")); err == nil {
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
+	path := filepath.Join(dir, fsmFile)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("cluster: removing old fsm file: %w", err)
+	}
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	return &FSM{dir: dir, db: db}, nil
+}
+
+// openDB opens a bbolt file and makes sure every bucket exists (a snapshot
+// from an older version may lack newer ones).
+func openDB(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, boltOptions())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cluster: preparing %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the bbolt file.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.db.Close()
+}
+
+// Apply applies one committed log entry. See doc.go for what panics and
+// what is returned.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		// Raft hands only commands to the FSM; be explicit anyway.
+		return nil
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var resp any
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		resp = f.apply(tx, l.Data)
+		if err, ok := resp.(error); ok {
+			return errRollback{err} // a rejected command changes nothing
+		}
+		return nil
+	})
+	var rb errRollback
+	if errors.As(err, &rb) {
+		return rb.err
+	}
+	if err != nil {
+		// The entry was valid but this node could not store its effect:
+		// carrying on would leave it diverged from the others.
+		panic(fmt.Sprintf("cluster: applying log index %d: %v", l.Index, err))
+	}
+	return resp
+}
+
+type errRollback struct{ err error }
+
+func (e errRollback) Error() string { return e.err.Error() }
+
+// apply dispatches one encoded command; chunks call it again with the
+// reassembled inner command.
+func (f *FSM) apply(tx *bolt.Tx, data []byte) any {
+	if len(data) == 0 {
+		panic("cluster: empty command")
+	}
+	t := CommandType(data[0])
+	if h := handlers[t&^IgnorableFlag]; h != nil {
+		return h(f, tx, data[1:])
+	}
+	if t&IgnorableFlag != 0 {
+		f.ignored.Add(1)
+		return nil
+	}
+	panic(fmt.Sprintf("cluster: unknown command type %d", uint8(t)))
+}
+
+// IgnoredCommands is how many commands of unknown ignorable types this node
+// skipped (a sign that a newer version runs in the cluster).
+func (f *FSM) IgnoredCommands() uint64 { return f.ignored.Load() }
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidCommand, fmt.Sprintf(format, args...))
+}
+
+func checkKey(kind, k string) error {
+	if k == "" {
+		return invalid("empty %s", kind)
+	}
+	if len(k) > bolt.MaxKeySize {
+		return invalid("%s longer than %d bytes", kind, bolt.MaxKeySize)
+	}
+	return nil
+}
+
+func applyPutTriplet(_ *FSM, tx *bolt.Tx, payload []byte) any {
+	var c putTripletCmd
+	decodeJSON(CmdGreylistPutTriplet, payload, &c)
+	if err := checkKey("triplet key", c.Key); err != nil {
+		return err
+	}
+	return putJSON(tx.Bucket(bucketTriplets), c.Key, c.Triplet)
+}
+
+func applyPutNetwork(_ *FSM, tx *bolt.Tx, payload []byte) any {
+	var c putNetworkCmd
+	decodeJSON(CmdGreylistPutNetwork, payload, &c)
+	if err := checkKey("network", c.Network); err != nil {
+		return err
+	}
+	return putJSON(tx.Bucket(bucketNetworks), c.Network, c.State)
+}
+
+// putJSON stores v; a storage error panics through Apply's commit path.
+func putJSON(b *bolt.Bucket, key string, v any) any {
+	val, err := json.Marshal(v)
+	if err != nil {
+		return invalid("encoding %q: %v", key, err)
+	}
+	if err := b.Put([]byte(key), val); err != nil {
+		panic(fmt.Sprintf("cluster: storing %q: %v", key, err))
+	}
+	return nil
+}
+
+func applyExpire(_ *FSM, tx *bolt.Tx, payload []byte) any {
+	var c expireCmd
+	decodeJSON(CmdExpire, payload, &c)
+	if c.Now.IsZero() {
+		return invalid("expire without a time")
+	}
+	now := c.Now
+	var res ExpireResult
+	// Matches greylist.Greylister: an entry is dead once now is not
+	// before its expiry.
+	res.Triplets = deleteWhere(tx.Bucket(bucketTriplets), func(v []byte) bool {
+		var t greylist.Triplet
+		if err := json.Unmarshal(v, &t); err != nil {
+			return true // unreadable state is of no use to anyone
+		}
+		return !now.Before(t.ExpiresAt)
+	})
+	res.Networks = deleteWhere(tx.Bucket(bucketNetworks), func(v []byte) bool {
+		var n greylist.Network
+		if err := json.Unmarshal(v, &n); err != nil {
+			return true
+		}
+		end := n.ExpiresAt
+		if n.AllowedUntil.After(end) {
+			end = n.AllowedUntil
+		}
+		return !now.Before(end)
+	})
+	res.Chunks = expireChunks(tx, now)
+	return res
+}
+
+// deleteWhere removes the entries of b whose value matches dead. Keys are
+// collected first: deleting under a moving bbolt cursor can skip entries.
+func deleteWhere(b *bolt.Bucket, dead func(v []byte) bool) int {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if dead(v) {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			panic(fmt.Sprintf("cluster: deleting %q: %v", k, err))
+		}
+	}
+	return len(keys)
+}
+
+// GetTriplet returns the stored triplet for key.
+func (f *FSM) GetTriplet(key string) (greylist.Triplet, bool, error) {
+	var t greylist.Triplet
+	ok, err := f.get(bucketTriplets, key, &t)
+	return t, ok, err
+}
+
+// GetNetwork returns the stored state of a client network.
+func (f *FSM) GetNetwork(network string) (greylist.Network, bool, error) {
+	var n greylist.Network
+	ok, err := f.get(bucketNetworks, network, &n)
+	return n, ok, err
+}
+
+func (f *FSM) get(bucket []byte, key string, v any) (bool, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var found bool
+	err := f.db.View(func(tx *bolt.Tx) error {
+		val := tx.Bucket(bucket).Get([]byte(key))
+		if val == nil {
+			return nil
+		}
+		found = true
+		// Unmarshal copies: val is only valid inside the transaction.
+		return json.Unmarshal(val, v)
+	})
+	if err != nil {
+		return false, fmt.Errorf("cluster: reading %s %q: %w", bucket, key, err)
+	}
+	return found, nil
+}
+
+// Size is the size in bytes of the FSM's bbolt file, for the metrics.
+func (f *FSM) Size() int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var n int64
+	_ = f.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
