@@ -1,6 +1,9 @@
 // Package cluster holds mxgate's replicated state: the Raft finite state
-// machine (FSM) and, later, membership, leader forwarding and the stores
-// built on it.
+// machine (FSM), the Raft node (log and stable store on bbolt, snapshots,
+// one port shared by Raft and write forwarding: followers forward writes to
+// the leader, with jittered retries while an election runs) and the stores
+// built on it (GreylistStore). Gossip membership, automatic voter changes,
+// node-to-node TLS and leader-issued expiry are not built yet.
 //
 // # Command format
 //

@@ -1,0 +1,179 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// One TCP port per node carries both Raft and write forwarding, as in
+// Consul: the dialer's first byte says which protocol follows. A follower
+// therefore forwards to the leader's Raft address, which Raft itself tells
+// it, and no second address needs to be configured or gossiped. (Plain TCP
+// for now; node-to-node TLS with the cluster CA wraps this listener later.)
+const (
+	connRaft    byte = 'R'
+	connForward byte = 'F'
+)
+
+// tagReadTimeout bounds how long an accepted connection may take to send
+// its protocol byte.
+const tagReadTimeout = 5 * time.Second
+
+var errMuxClosed = errors.New("cluster: listener closed")
+
+// mux accepts on the node's port and hands Raft connections to Raft (it is
+// Raft's StreamLayer) and forwarding connections to handleForward.
+type mux struct {
+	ln            net.Listener
+	advertise     net.Addr
+	raftConns     chan net.Conn
+	handleForward func(net.Conn)
+
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	open      map[net.Conn]struct{} // forwarding connections being served
+}
+
+var _ raft.StreamLayer = (*mux)(nil)
+
+func newMux(ln net.Listener, advertise net.Addr, handleForward func(net.Conn)) *mux {
+	m := &mux{
+		ln:            ln,
+		advertise:     advertise,
+		raftConns:     make(chan net.Conn),
+		handleForward: handleForward,
+		done:          make(chan struct{}),
+		open:          make(map[net.Conn]struct{}),
+	}
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m
+}
+
+func (m *mux) acceptLoop() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		m.wg.Add(1)
+		go m.route(c)
+	}
+}
+
+func (m *mux) route(c net.Conn) {
+	defer m.wg.Done()
+	var tag [1]byte
+	_ = c.SetReadDeadline(time.Now().Add(tagReadTimeout))
+	if _, err := io.ReadFull(c, tag[:]); err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	switch tag[0] {
+	case connRaft:
+		select {
+		case m.raftConns <- c:
+		case <-m.done:
+			c.Close()
+		}
+	case connForward:
+		if !m.track(c) {
+			c.Close()
+			return
+		}
+		defer m.untrack(c)
+		m.handleForward(c)
+	default:
+		c.Close()
+	}
+}
+
+func (m *mux) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-m.done:
+		return false
+	default:
+	}
+	m.open[c] = struct{}{}
+	return true
+}
+
+func (m *mux) untrack(c net.Conn) {
+	m.mu.Lock()
+	delete(m.open, c)
+	m.mu.Unlock()
+	c.Close()
+}
+
+// Accept implements net.Listener for Raft: the Raft connections only.
+func (m *mux) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.raftConns:
+		return c, nil
+	case <-m.done:
+		return nil, errMuxClosed
+	}
+}
+
+// Close stops accepting and closes the forwarding connections being
+// served. Raft calls it on shutdown through its transport; Node.Shutdown
+// calls it again and waits for the handlers.
+func (m *mux) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		close(m.done)
+		for c := range m.open {
+			c.Close()
+		}
+		m.mu.Unlock()
+		m.ln.Close()
+	})
+	return nil
+}
+
+func (m *mux) wait() { m.wg.Wait() }
+
+// Addr implements net.Listener: the advertised address, which Raft puts in
+// the configuration.
+func (m *mux) Addr() net.Addr { return m.advertise }
+
+// Dial implements raft.StreamLayer.
+func (m *mux) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return dialTagged(string(addr), connRaft, time.Now().Add(timeout))
+}
+
+func dialTagged(addr string, tag byte, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetWriteDeadline(deadline)
+	if _, err := c.Write([]byte{tag}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cluster: dialing %s: %w", addr, err)
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return c, nil
+}

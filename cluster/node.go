@@ -1,0 +1,245 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// NodeConfig configures one cluster node.
+type NodeConfig struct {
+	// ID is the node's Raft server ID; it must stay the same across
+	// restarts for the node to rejoin as the same voter.
+	ID string
+	// Dir holds raft.db (log and stable store), snapshots/ and fsm/.
+	Dir string
+	// RaftAddr is the host:port to bind for Raft and write forwarding
+	// (one port, see mux.go). Plain TCP for now; TLS comes later.
+	RaftAddr string
+	// AdvertiseAddr is the address other nodes reach this one at; empty
+	// means the bound address, which then must not be unspecified (0.0.0.0).
+	AdvertiseAddr string
+	// Bootstrap makes a node with no Raft state yet create the cluster
+	// configuration from Peers (which must include this node). It is
+	// ignored when Dir already has state, so it is safe on restarts.
+	Bootstrap bool
+	Peers     []raft.Server
+	// Logger receives Raft's log lines; nil discards them.
+	Logger *slog.Logger
+	// ConfigureRaft, if set, adjusts the Raft configuration after the
+	// defaults are filled in (tests shorten the timeouts with it).
+	ConfigureRaft func(*raft.Config)
+}
+
+// Node is a running Raft member with the FSM of this package.
+type Node struct {
+	id    string
+	log   *slog.Logger
+	raft  *raft.Raft
+	fsm   *FSM
+	logs  *logStore
+	mux   *mux
+	trans *raft.NetworkTransport
+
+	// ctx ends at Shutdown; forwarded writes being served use it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// ready is closed once raft is set: the listener accepts (and may
+	// receive forwarded writes) before Raft is started.
+	ready chan struct{}
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+const (
+	snapshotsRetained = 2
+	transportMaxPool  = 3
+	transportTimeout  = 10 * time.Second
+	membershipTimeout = 10 * time.Second
+)
+
+// StartNode opens (or creates) the node's state in cfg.Dir, binds
+// cfg.RaftAddr and starts Raft.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	if cfg.ID == "" || cfg.Dir == "" || cfg.RaftAddr == "" {
+		return nil, errors.New("cluster: node needs ID, Dir and RaftAddr")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: data dir: %w", err)
+	}
+	logger := cfg.Logger
+	hlog := hclog.NewNullLogger()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	} else {
+		hlog = hclog.FromStandardLogger(slog.NewLogLogger(logger.Handler(), slog.LevelInfo),
+			&hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
+	}
+
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: listening on %s: %w", cfg.RaftAddr, err)
+	}
+	advertise, err := advertiseAddr(cfg.AdvertiseAddr, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+
+	n := &Node{id: cfg.ID, log: logger, ready: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	var closers []func() error
+	fail := func(err error) (*Node, error) {
+		n.cancel()
+		for i := len(closers) - 1; i >= 0; i-- {
+			_ = closers[i]()
+		}
+		return nil, err
+	}
+
+	n.mux = newMux(ln, advertise, n.serveForward)
+	closers = append(closers, func() error { err := n.mux.Close(); n.mux.wait(); return err })
+
+	if n.logs, err = openLogStore(filepath.Join(cfg.Dir, "raft.db")); err != nil {
+		return fail(err)
+	}
+	closers = append(closers, n.logs.Close)
+
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, snapshotsRetained, hlog)
+	if err != nil {
+		return fail(fmt.Errorf("cluster: snapshot store: %w", err))
+	}
+	if n.fsm, err = NewFSM(filepath.Join(cfg.Dir, "fsm")); err != nil {
+		return fail(err)
+	}
+	closers = append(closers, n.fsm.Close)
+
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  n.mux,
+		MaxPool: transportMaxPool,
+		Timeout: transportTimeout,
+		Logger:  hlog,
+	})
+	closers = append(closers, n.trans.Close)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	if cfg.ConfigureRaft != nil {
+		cfg.ConfigureRaft(rc)
+	}
+
+	if cfg.Bootstrap {
+		existing, err := raft.HasExistingState(n.logs, n.logs, snaps)
+		if err != nil {
+			return fail(fmt.Errorf("cluster: checking raft state: %w", err))
+		}
+		if !existing {
+			peers := cfg.Peers
+			if len(peers) == 0 {
+				peers = []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(advertise.String())}}
+			}
+			if !hasServer(peers, rc.LocalID) {
+				return fail(fmt.Errorf("cluster: bootstrap peers do not include this node %q", cfg.ID))
+			}
+			err := raft.BootstrapCluster(rc, n.logs, n.logs, snaps, n.trans, raft.Configuration{Servers: peers})
+			if err != nil {
+				return fail(fmt.Errorf("cluster: bootstrap: %w", err))
+			}
+		}
+	}
+
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, snaps, n.trans); err != nil {
+		return fail(fmt.Errorf("cluster: starting raft: %w", err))
+	}
+	close(n.ready)
+	logger.Info("cluster node started", "id", cfg.ID, "addr", advertise.String(), "dir", cfg.Dir)
+	return n, nil
+}
+
+func advertiseAddr(configured string, bound net.Addr) (net.Addr, error) {
+	if configured != "" {
+		a, err := net.ResolveTCPAddr("tcp", configured)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: advertise address: %w", err)
+		}
+		bound = a
+	}
+	if a, ok := bound.(*net.TCPAddr); !ok || a.IP == nil || a.IP.IsUnspecified() {
+		return nil, fmt.Errorf("cluster: %s is not an address other nodes can reach; set AdvertiseAddr", bound)
+	}
+	return bound, nil
+}
+
+func hasServer(servers []raft.Server, id raft.ServerID) bool {
+	for _, s := range servers {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Shutdown stops Raft, the listener and forwarded writes in progress, and
+// closes the stores. It is safe to call more than once.
+func (n *Node) Shutdown() error {
+	n.shutdownOnce.Do(func() {
+		err := n.raft.Shutdown().Error()
+		n.cancel()
+		_ = n.mux.Close()
+		n.mux.wait()
+		n.shutdownErr = errors.Join(err, n.trans.Close(), n.logs.Close(), n.fsm.Close())
+	})
+	return n.shutdownErr
+}
+
+// ID is the node's server ID.
+func (n *Node) ID() string { return n.id }
+
+// Addr is the address the node advertises for Raft and forwarding.
+func (n *Node) Addr() string { return n.mux.Addr().String() }
+
+// FSM is the node's local state, for reads.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Leader returns the current leader's ID and address, empty when none is
+// known.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// State is this node's Raft state.
+func (n *Node) State() raft.RaftState { return n.raft.State() }
+
+// AddVoter adds (or re-addresses) a voter; only the leader can.
+func (n *Node) AddVoter(id, addr string) error {
+	return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, membershipTimeout).Error()
+}
+
+// RemoveServer removes a server from the configuration; only the leader
+// can.
+func (n *Node) RemoveServer(id string) error {
+	return n.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout).Error()
+}
+
+// Stats is Raft's statistics plus the node's ID, the leader and the FSM
+// file size.
+func (n *Node) Stats() map[string]string {
+	s := n.raft.Stats()
+	s["id"] = n.id
+	s["leader_id"], s["leader_addr"] = n.Leader()
+	s["fsm_size"] = strconv.FormatInt(n.fsm.Size(), 10)
+	return s
+}
