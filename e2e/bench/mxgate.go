@@ -89,6 +89,8 @@ func startMxgate(sinkAddr, clamavAddr string, maxBytes int) (sys system, err err
 
 	readyz := "http://" + addrs[2] + "/readyz"
 	client := &http.Client{Timeout: time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		select {
 		case <-m.exited:
@@ -105,7 +107,7 @@ func startMxgate(sinkAddr, clamavAddr string, maxBytes int) (sys system, err err
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%s not 200 after 30s (last: %v)", readyz, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		<-tick.C // poll interval
 	}
 }
 

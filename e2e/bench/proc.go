@@ -121,9 +121,11 @@ func alive(pid int) bool {
 // waitGone waits up to d for every pid to exit, then SIGKILLs the rest.
 func waitGone(pids []int, d time.Duration) (killed int) {
 	deadline := time.Now().Add(d)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for _, pid := range pids {
 		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
+			<-tick.C // poll interval
 		}
 		if alive(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
@@ -146,6 +148,8 @@ func freePort() (string, error) {
 // waitBanner waits until addr answers with an SMTP 220 greeting.
 func waitBanner(addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -161,7 +165,7 @@ func waitBanner(addr string, d time.Duration) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready after %v: %w", addr, d, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		<-tick.C // poll interval
 	}
 }
 

@@ -120,6 +120,8 @@ func startClamd() (*clamd, error) {
 		return nil, err
 	}
 	go func() { c.cmd.Wait(); close(c.exited) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		select {
 		case <-c.exited:
@@ -133,7 +135,7 @@ func startClamd() (*clamd, error) {
 			c.stop()
 			return nil, fmt.Errorf("clamd not answering PING after 30s")
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C // poll interval
 	}
 }
 
