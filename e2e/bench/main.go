@@ -39,6 +39,13 @@ type result struct {
 	load      loadResult
 	delivered time.Time // when the sink received the N-th message
 	rssKB     int64     // peak RSS of the system's processes; 0: not measured
+	// scanP50 and scanP99 are mxgate's clamd scan durations; 0: no scans.
+	scanP50, scanP99 time.Duration
+}
+
+// scanReporter is a system that can report its virus-scan latency.
+type scanReporter interface {
+	scanQuantiles() (p50, p99 time.Duration, err error)
 }
 
 func (r result) acceptRate() float64 {
@@ -174,6 +181,11 @@ func benchLoad(name string, start func(sinkAddr string) (system, error), n, c, s
 	}
 	if rss != nil {
 		res.rssKB = rss.stop()
+	}
+	if sr, ok := sys.(scanReporter); ok {
+		if res.scanP50, res.scanP99, err = sr.scanQuantiles(); err != nil {
+			return fail(err)
+		}
 	}
 	if got := sk.count.Load(); got != int64(n) {
 		fmt.Printf("bench: %s: WARNING: the sink received %d messages for %d sent (duplicates)\n", name, got, n)

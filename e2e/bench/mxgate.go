@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -14,9 +18,9 @@ import (
 // mxgate runs "mxgate serve -config FILE" as a child process with its data
 // dir in a temp dir and its output in DIR/mxgate.log.
 type mxgate struct {
-	dir, inbound string
-	cmd          *exec.Cmd
-	exited       chan struct{} // closed when the process has exited
+	dir, inbound, http string
+	cmd                *exec.Cmd
+	exited             chan struct{} // closed when the process has exited
 }
 
 const mxgateConfig = `node: {name: bench1, data_dir: %q}
@@ -62,7 +66,7 @@ func startMxgate(sinkAddr, clamavAddr string, maxBytes int) (sys system, err err
 			return nil, err
 		}
 	}
-	m.inbound = addrs[0]
+	m.inbound, m.http = addrs[0], addrs[2]
 	// The load comes from one IP: allow all its connections (the default
 	// per-IP limit is 20).
 	clamavConf := "{enabled: false}"
@@ -134,4 +138,63 @@ func (m *mxgate) stop() error {
 		err = e
 	}
 	return err
+}
+
+// scanQuantiles reads mxgate_clamav_scan_duration_seconds from /metrics and
+// estimates its p50 and p99 as Prometheus' histogram_quantile does: linear
+// interpolation within the bucket holding the rank.
+func (m *mxgate) scanQuantiles() (p50, p99 time.Duration, err error) {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + m.http + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	type bucket struct{ le, count float64 }
+	var buckets []bucket
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	const prefix = `mxgate_clamav_scan_duration_seconds_bucket{le="`
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		rest := line[len(prefix):]
+		end := strings.Index(rest, `"}`)
+		if end < 0 {
+			continue
+		}
+		le, err1 := strconv.ParseFloat(rest[:end], 64)
+		count, err2 := strconv.ParseFloat(strings.TrimSpace(rest[end+2:]), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		buckets = append(buckets, bucket{le, count})
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
+		return 0, 0, nil // scanning off: nothing to report
+	}
+	total := buckets[len(buckets)-1].count
+	q := func(p float64) time.Duration {
+		rank := p * total
+		lower, below := 0.0, 0.0
+		for _, b := range buckets {
+			if b.count >= rank {
+				if math.IsInf(b.le, 1) {
+					return time.Duration(lower * float64(time.Second))
+				}
+				frac := 0.0
+				if b.count > below {
+					frac = (rank - below) / (b.count - below)
+				}
+				return time.Duration((lower + (b.le-lower)*frac) * float64(time.Second))
+			}
+			lower, below = b.le, b.count
+		}
+		return time.Duration(lower * float64(time.Second))
+	}
+	return q(0.50), q(0.99), nil
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mxgate/mxgate/filter/clamav"
 )
 
 // benchScan measures what clamd in the path costs: for 4 KB, 100 KB and
@@ -51,18 +53,20 @@ func benchScan() error {
 		rows = append(rows, pair)
 	}
 	fmt.Println()
-	fmt.Printf("%-8s %6s %11s %11s %11s %11s %11s %11s %8s\n", "size", "msgs", "no-scan/s", "clamd/s",
-		"p50 plain", "p50 clamd", "p99 plain", "p99 clamd", "ratio")
+	fmt.Printf("%-8s %6s %11s %11s %11s %11s %11s %11s %10s %10s %8s\n", "size", "msgs", "no-scan/s", "clamd/s",
+		"p50 plain", "p50 clamd", "p99 plain", "p99 clamd", "scan p50", "scan p99", "ratio")
 	for _, p := range rows {
 		plain, scan := p[0], p[1]
-		fmt.Printf("%-8s %6d %11.1f %11.1f %11s %11s %11s %11s %8.2f\n",
+		fmt.Printf("%-8s %6d %11.1f %11.1f %11s %11s %11s %11s %10s %10s %8.2f\n",
 			strings.TrimSuffix(strings.TrimPrefix(plain.name, "mxgate "), " no scan"), len(plain.load.latencies),
 			plain.acceptRate(), scan.acceptRate(),
 			fmtDur(plain.load.percentile(50)), fmtDur(scan.load.percentile(50)),
 			fmtDur(plain.load.percentile(99)), fmtDur(scan.load.percentile(99)),
+			fmtDur(scan.scanP50), fmtDur(scan.scanP99),
 			scan.acceptRate()/plain.acceptRate())
 	}
-	fmt.Println("(p50/p99: end of DATA to 250, which with clamd includes the scan; ratio: clamd/no-scan accepted per second)")
+	fmt.Println("(p50/p99: end of DATA to 250, which with clamd includes the scan; scan p50/p99: the clamd scan alone, from")
+	fmt.Println(" mxgate_clamav_scan_duration_seconds, interpolated within its buckets; ratio: clamd/no-scan accepted per second)")
 	return nil
 }
 
@@ -139,24 +143,13 @@ func startClamd() (*clamd, error) {
 	}
 }
 
+// pingClamd asks clamd for PONG with mxgate's own client.
 func pingClamd(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	c, err := clamav.New(clamav.Config{Address: "tcp:" + addr, Timeout: time.Second})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("zPING\x00")); err != nil {
-		return err
-	}
-	reply, err := bufio.NewReader(conn).ReadString(0)
-	if err != nil {
-		return err
-	}
-	if strings.TrimRight(reply, "\x00") != "PONG" {
-		return fmt.Errorf("PING: %q", reply)
-	}
-	return nil
+	return c.Ping(context.Background())
 }
 
 func (c *clamd) stop() {
