@@ -155,6 +155,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(reasonDataError, "", "queue_id", id, "error", err.Error())
 	}
 
+	dataEnd := time.Now()
 	if err := s.greylistNullSender(id); err != nil {
 		return err
 	}
@@ -186,7 +187,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	metricMessages.WithLabelValues(s.listener, "accepted", "none").Inc()
 	metricMessageBytes.WithLabelValues(s.listener).Observe(float64(size))
-	metricAcceptDuration.WithLabelValues(s.listener).Observe(time.Since(start).Seconds())
+	metricAcceptDuration.WithLabelValues(s.listener).Observe(time.Since(dataEnd).Seconds())
 	s.log.Info("accepted", "event", "accept", "session", s.id, "listener", s.listener, "client_ip", s.ip.String(),
 		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil, "virus_scan", verdict.logValue())
 	return accepted(id)

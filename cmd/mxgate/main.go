@@ -142,6 +142,12 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
+	// Deferred first, so it runs last: after the queue runner has stopped.
+	defer func() {
+		if err := queue.Close(); err != nil {
+			logger.Error("close spool", "event", "spool_error", "error", err.Error())
+		}
+	}()
 	tlsConf, err := gateway.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, cfg.Node.DataDir, cfg.Hostname, cfg.TLS.MinVersion)
 	if err != nil {
 		return err
