@@ -5,7 +5,7 @@ BIN     := bin/mxgate
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build deps test unit e2e lint bench run clean
+.PHONY: all build deps test unit e2e lint bench run cluster clean
 
 all: build
 
@@ -51,6 +51,23 @@ run: build
 	  ./bin/devsink -listen 127.0.0.1:2626 -dir tmp/delivered & sink=$$!; \
 	  trap "kill $$clamd $$sink 2>/dev/null" EXIT INT TERM; \
 	  ./$(BIN) serve -config deployments/dev.yaml
+
+# Three nodes on loopback (deployments/cluster/mx1..3.yaml) with one clamd
+# and the backend stand-in: the cluster forms by itself (bootstrap_expect 3).
+cluster: build
+	@./scripts/clamd-test.sh install
+	@mkdir -p tmp/delivered tmp/cluster
+	@$(GO) build -o bin/devsink ./deployments/devsink
+	@./$(BIN) cluster tls-init -dir tmp/cluster/tls -nodes mx1,mx2,mx3 -hosts 'mx1=127.0.0.1;mx2=127.0.0.1;mx3=127.0.0.1' >/dev/null
+	@echo "mxgate: a three-node cluster for example.test is starting (logs in tmp/cluster/mxN.log)"
+	@echo "  send mail:  swaks --server 127.0.0.1:2525 --from you@example.org --to user@example.test   (mx2: 2526, mx3: 2527)"
+	@echo "  cluster:    ./$(BIN) cluster members -http http://127.0.0.1:8025   (status: cluster status)"
+	@echo "  metrics:    http://127.0.0.1:8025/metrics  8026  8027"
+	@./scripts/clamd-test.sh run 3310 & clamd=$$!; \
+	  ./bin/devsink -listen 127.0.0.1:2626 -dir tmp/delivered & sink=$$!; \
+	  for i in 1 2 3; do ./$(BIN) serve -config deployments/cluster/mx$$i.yaml 2>tmp/cluster/mx$$i.log & eval node$$i=$$!; done; \
+	  trap "kill $$clamd $$sink $$node1 $$node2 $$node3 2>/dev/null" EXIT INT TERM; \
+	  wait $$node1 $$node2 $$node3
 
 clean:
 	rm -rf bin tmp e2e.log

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,7 +25,9 @@ import (
 // its proposer lost leadership or its connection); every command today is
 // an idempotent put or an expiry, so that is harmless.
 //
-// Forwarding protocol, one request per connection:
+// Forwarding protocol: requests and responses alternate on a connection,
+// which the follower keeps in a small pool for the next write (with TLS a
+// handshake per write would cost more than the write):
 //
 //	request:  timeout u64 ms (0: none) | length u32 | command
 //	response: status u8 | length u32 | body
@@ -91,13 +94,22 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	if len(cmd) == 0 {
 		return nil, errors.New("cluster: empty command")
 	}
+	if cmd[0] == opRemoveServer {
+		return nil, errors.New("cluster: membership requests are not commands")
+	}
 	if len(cmd) > maxForwardSize {
 		return nil, fmt.Errorf("cluster: command of %d bytes exceeds %d", len(cmd), maxForwardSize)
 	}
+	start := time.Now()
 	backoff := retryMin
 	for {
 		resp, err := n.applyOnce(ctx, cmd)
 		if err == nil || !isRetryable(err) {
+			if err == nil {
+				metricApplyDuration.Observe(time.Since(start).Seconds())
+			} else {
+				metricApplyErrors.Inc()
+			}
 			return resp, err
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -106,6 +118,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			metricApplyErrors.Inc()
 			return nil, fmt.Errorf("cluster: apply: %w (last attempt: %v)", ctx.Err(), err)
 		case <-n.ctx.Done():
 			t.Stop()
@@ -169,14 +182,23 @@ func (n *Node) forward(ctx context.Context, addr string, cmd []byte) (any, error
 	if !hasDeadline {
 		deadline = time.Now().Add(defaultForwardTimeout)
 	}
-	c, err := dialTagged(addr, connForward, deadline)
+	c, err := n.fwdPool.get(addr, func() (net.Conn, error) {
+		return n.mux.dialTagged(addr, connForward, deadline)
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, retryableError{fmt.Errorf("cluster: forwarding to %s: %w", addr, err)}
 	}
-	defer c.Close()
+	reusable := false
+	defer func() {
+		if reusable {
+			n.fwdPool.put(addr, c)
+		} else {
+			c.Close()
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	_ = c.SetDeadline(deadline)
@@ -198,6 +220,7 @@ func (n *Node) forward(ctx context.Context, addr string, cmd []byte) (any, error
 	if err != nil {
 		return nil, n.forwardIOError(ctx, addr, err)
 	}
+	reusable = stop() && c.SetDeadline(time.Time{}) == nil
 	switch hdr[0] {
 	case fwdOK:
 		return decodeResponse(cmd, body)
@@ -246,34 +269,52 @@ func decodeResponse(cmd, body []byte) (any, error) {
 	return v, nil
 }
 
-// serveForward handles one forwarded write on the leader.
+// serveForward serves forwarded writes on the leader, one after another,
+// until the follower closes the connection or leaves it idle.
 func (n *Node) serveForward(c net.Conn) {
 	select {
 	case <-n.ready:
 	case <-n.ctx.Done():
 		return
 	}
-	_ = c.SetReadDeadline(time.Now().Add(transportTimeout))
-	var hdr [12]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
+		var hdr [12]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(transportTimeout))
+		cmd, err := readBody(c, binary.BigEndian.Uint32(hdr[8:]))
+		if err != nil || len(cmd) == 0 {
+			return
+		}
+		timeout := defaultForwardTimeout
+		if ms := binary.BigEndian.Uint64(hdr[:8]); ms > 0 {
+			timeout = min(time.Duration(ms)*time.Millisecond, defaultForwardTimeout)
+		}
+		status, body := n.serveOne(cmd, timeout)
+		out := append([]byte{status}, binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
+		_ = c.SetWriteDeadline(time.Now().Add(transportTimeout))
+		if _, err := c.Write(append(out, body...)); err != nil {
+			return
+		}
 	}
-	cmd, err := readBody(c, binary.BigEndian.Uint32(hdr[8:]))
-	if err != nil || len(cmd) == 0 {
-		return
-	}
-	timeout := defaultForwardTimeout
-	if ms := binary.BigEndian.Uint64(hdr[:8]); ms > 0 {
-		timeout = min(time.Duration(ms)*time.Millisecond, defaultForwardTimeout)
-	}
+}
+
+func (n *Node) serveOne(cmd []byte, timeout time.Duration) (status byte, body []byte) {
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
-
-	var status byte
-	var body []byte
 	if n.raft.State() != raft.Leader {
-		status, body = fwdRetry, []byte(raft.ErrNotLeader.Error())
-	} else if resp, err := n.applyLocal(ctx, cmd); err != nil {
+		return fwdRetry, []byte(raft.ErrNotLeader.Error())
+	}
+	var resp any
+	var err error
+	if cmd[0] == opRemoveServer {
+		err = n.RemoveServer(string(cmd[1:]))
+	} else {
+		resp, err = n.applyLocal(ctx, cmd)
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, ErrInvalidCommand):
 			status = fwdRejected
@@ -282,13 +323,105 @@ func (n *Node) serveForward(c net.Conn) {
 		default:
 			status = fwdFailed
 		}
-		body = []byte(err.Error())
-	} else if b, err := json.Marshal(resp); err != nil {
-		status, body = fwdFailed, []byte(err.Error())
-	} else {
-		status, body = fwdOK, b
+		return status, []byte(err.Error())
 	}
-	out := append([]byte{status}, binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
-	_ = c.SetWriteDeadline(time.Now().Add(transportTimeout))
-	_, _ = c.Write(append(out, body...))
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return fwdFailed, []byte(err.Error())
+	}
+	return fwdOK, b
+}
+
+// opRemoveServer is a forwarded request that is not a Raft command: the
+// leader removes the server named by the rest of the request from the
+// configuration (mxgate cluster remove on a follower). The byte is no
+// CommandType: Apply refuses it, so it can never reach the log.
+const opRemoveServer byte = 0x7f
+
+// RemoveServerViaLeader removes a server from the Raft configuration,
+// forwarding the request when this node is not the leader.
+func (n *Node) RemoveServerViaLeader(ctx context.Context, id string) error {
+	backoff := retryMin
+	for {
+		var err error
+		if n.raft.State() == raft.Leader {
+			err = n.RemoveServer(id)
+		} else if addr, _ := n.raft.LeaderWithID(); addr == "" {
+			err = ErrNoLeader
+		} else {
+			_, err = n.forward(ctx, string(addr), append([]byte{opRemoveServer}, id...))
+		}
+		if err == nil || !isRetryable(err) {
+			return err
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, retryMax)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: remove %s: %w (last attempt: %v)", id, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+	}
+}
+
+// connPool keeps idle forwarding connections per leader address. A pooled
+// connection is dropped after poolIdle, well before the leader's
+// forwardIdleTimeout closes it, so a write rarely meets a dead one (and
+// when it does, the error is retryable: the request never reached Raft).
+type connPool struct {
+	mu     sync.Mutex
+	idle   map[string][]pooledConn
+	closed bool
+}
+
+type pooledConn struct {
+	net.Conn
+	since time.Time
+}
+
+const (
+	poolMaxIdle        = 4
+	poolIdle           = 30 * time.Second
+	forwardIdleTimeout = 2 * time.Minute
+)
+
+func (p *connPool) get(addr string, dial func() (net.Conn, error)) (net.Conn, error) {
+	p.mu.Lock()
+	for len(p.idle[addr]) > 0 {
+		list := p.idle[addr]
+		pc := list[len(list)-1]
+		p.idle[addr] = list[:len(list)-1]
+		if time.Since(pc.since) < poolIdle {
+			p.mu.Unlock()
+			return pc.Conn, nil
+		}
+		pc.Close()
+	}
+	p.mu.Unlock()
+	return dial()
+}
+
+func (p *connPool) put(addr string, c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle[addr]) >= poolMaxIdle {
+		c.Close()
+		return
+	}
+	if p.idle == nil {
+		p.idle = make(map[string][]pooledConn)
+	}
+	p.idle[addr] = append(p.idle[addr], pooledConn{c, time.Now()})
+}
+
+func (p *connPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, list := range p.idle {
+		for _, pc := range list {
+			pc.Close()
+		}
+	}
+	p.idle = nil
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,15 +15,19 @@ import (
 // One TCP port per node carries both Raft and write forwarding, as in
 // Consul: the dialer's first byte says which protocol follows. A follower
 // therefore forwards to the leader's Raft address, which Raft itself tells
-// it, and no second address needs to be configured or gossiped. (Plain TCP
-// for now; node-to-node TLS with the cluster CA wraps this listener later.)
+// it, and no second address needs to be configured or gossiped.
+//
+// With TLS configured (always, outside tests) the TLS handshake comes
+// first, both sides presenting a certificate of the cluster CA, and the
+// protocol byte is the first byte inside TLS: nothing of Raft or
+// forwarding ever crosses the network in clear.
 const (
 	connRaft    byte = 'R'
 	connForward byte = 'F'
 )
 
-// tagReadTimeout bounds how long an accepted connection may take to send
-// its protocol byte.
+// tagReadTimeout bounds how long an accepted connection may take to
+// complete its TLS handshake and send its protocol byte.
 const tagReadTimeout = 5 * time.Second
 
 var errMuxClosed = errors.New("cluster: listener closed")
@@ -32,6 +37,8 @@ var errMuxClosed = errors.New("cluster: listener closed")
 type mux struct {
 	ln            net.Listener
 	advertise     net.Addr
+	serverTLS     *tls.Config // nil: plain TCP
+	clientTLS     *tls.Config
 	raftConns     chan net.Conn
 	handleForward func(net.Conn)
 
@@ -44,10 +51,12 @@ type mux struct {
 
 var _ raft.StreamLayer = (*mux)(nil)
 
-func newMux(ln net.Listener, advertise net.Addr, handleForward func(net.Conn)) *mux {
+func newMux(ln net.Listener, advertise net.Addr, serverTLS, clientTLS *tls.Config, handleForward func(net.Conn)) *mux {
 	m := &mux{
 		ln:            ln,
 		advertise:     advertise,
+		serverTLS:     serverTLS,
+		clientTLS:     clientTLS,
 		raftConns:     make(chan net.Conn),
 		handleForward: handleForward,
 		done:          make(chan struct{}),
@@ -82,12 +91,21 @@ func (m *mux) acceptLoop() {
 func (m *mux) route(c net.Conn) {
 	defer m.wg.Done()
 	var tag [1]byte
-	_ = c.SetReadDeadline(time.Now().Add(tagReadTimeout))
+	_ = c.SetDeadline(time.Now().Add(tagReadTimeout))
+	if m.serverTLS != nil {
+		tc := tls.Server(c, m.serverTLS)
+		if err := tc.Handshake(); err != nil {
+			metricTLSHandshakeErrors.Inc()
+			c.Close()
+			return
+		}
+		c = tc
+	}
 	if _, err := io.ReadFull(c, tag[:]); err != nil {
 		c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	switch tag[0] {
 	case connRaft:
 		select {
@@ -160,20 +178,28 @@ func (m *mux) Addr() net.Addr { return m.advertise }
 
 // Dial implements raft.StreamLayer.
 func (m *mux) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialTagged(string(addr), connRaft, time.Now().Add(timeout))
+	return m.dialTagged(string(addr), connRaft, time.Now().Add(timeout))
 }
 
-func dialTagged(addr string, tag byte, deadline time.Time) (net.Conn, error) {
+func (m *mux) dialTagged(addr string, tag byte, deadline time.Time) (net.Conn, error) {
 	d := net.Dialer{Deadline: deadline}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	_ = c.SetWriteDeadline(deadline)
+	_ = c.SetDeadline(deadline)
+	if m.clientTLS != nil {
+		tc := tls.Client(c, m.clientTLS)
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cluster: TLS with %s: %w", addr, err)
+		}
+		c = tc
+	}
 	if _, err := c.Write([]byte{tag}); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("cluster: dialing %s: %w", addr, err)
 	}
-	_ = c.SetWriteDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,14 +25,20 @@ type NodeConfig struct {
 	// Dir holds raft.db (log and stable store), snapshots/ and fsm/.
 	Dir string
 	// RaftAddr is the host:port to bind for Raft and write forwarding
-	// (one port, see mux.go). Plain TCP for now; TLS comes later.
+	// (one port, see mux.go).
 	RaftAddr string
+	// ServerTLS and ClientTLS secure the node port (see TLS.ServerConfig
+	// and TLS.ClientConfig). Both nil means plain TCP, which only tests
+	// use; mxgate's configuration always sets them.
+	ServerTLS, ClientTLS *tls.Config
 	// AdvertiseAddr is the address other nodes reach this one at; empty
 	// means the bound address, which then must not be unspecified (0.0.0.0).
 	AdvertiseAddr string
 	// Bootstrap makes a node with no Raft state yet create the cluster
 	// configuration from Peers (which must include this node). It is
 	// ignored when Dir already has state, so it is safe on restarts.
+	// Cluster.Start leaves it false and bootstraps later, once gossip has
+	// found bootstrap_expect nodes.
 	Bootstrap bool
 	Peers     []raft.Server
 	// Logger receives Raft's log lines; nil discards them.
@@ -50,6 +57,10 @@ type Node struct {
 	logs  *logStore
 	mux   *mux
 	trans *raft.NetworkTransport
+	snaps raft.SnapshotStore
+
+	fwdPool  connPool
+	observer *raft.Observer
 
 	// ctx ends at Shutdown; forwarded writes being served use it.
 	ctx    context.Context
@@ -108,7 +119,11 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 
-	n.mux = newMux(ln, advertise, n.serveForward)
+	if (cfg.ServerTLS == nil) != (cfg.ClientTLS == nil) {
+		ln.Close()
+		return nil, errors.New("cluster: ServerTLS and ClientTLS go together")
+	}
+	n.mux = newMux(ln, advertise, cfg.ServerTLS, cfg.ClientTLS, n.serveForward)
 	closers = append(closers, func() error { err := n.mux.Close(); n.mux.wait(); return err })
 
 	if n.logs, err = openLogStore(filepath.Join(cfg.Dir, "raft.db")); err != nil {
@@ -120,6 +135,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("cluster: snapshot store: %w", err))
 	}
+	n.snaps = snaps
 	if n.fsm, err = NewFSM(filepath.Join(cfg.Dir, "fsm")); err != nil {
 		return fail(err)
 	}
@@ -163,6 +179,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, snaps, n.trans); err != nil {
 		return fail(fmt.Errorf("cluster: starting raft: %w", err))
 	}
+	n.observeLeaderChanges()
 	close(n.ready)
 	logger.Info("cluster node started", "id", cfg.ID, "addr", advertise.String(), "dir", cfg.Dir)
 	return n, nil
@@ -196,7 +213,9 @@ func hasServer(servers []raft.Server, id raft.ServerID) bool {
 func (n *Node) Shutdown() error {
 	n.shutdownOnce.Do(func() {
 		err := n.raft.Shutdown().Error()
+		n.raft.DeregisterObserver(n.observer)
 		n.cancel()
+		n.fwdPool.close()
 		_ = n.mux.Close()
 		n.mux.wait()
 		n.shutdownErr = errors.Join(err, n.trans.Close(), n.logs.Close(), n.fsm.Close())
@@ -242,4 +261,60 @@ func (n *Node) Stats() map[string]string {
 	s["leader_id"], s["leader_addr"] = n.Leader()
 	s["fsm_size"] = strconv.FormatInt(n.fsm.Size(), 10)
 	return s
+}
+
+// HasState reports whether the node has any Raft state: it bootstrapped,
+// was added to a cluster, or restarted from a data dir that had either.
+// A node with state never bootstraps.
+func (n *Node) HasState() bool {
+	last := n.raft.LastIndex()
+	if last > 0 {
+		return true
+	}
+	f := n.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// Configuration is the current Raft configuration (the voters).
+func (n *Node) Configuration() ([]raft.Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("cluster: raft configuration: %w", err)
+	}
+	return f.Configuration().Servers, nil
+}
+
+// BootstrapCluster creates the cluster's first configuration on a node
+// with no state; every node of the first set calls it with the same
+// servers (Raft's documented way of forming a cluster).
+func (n *Node) BootstrapCluster(servers []raft.Server) error {
+	return n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+}
+
+// observeLeaderChanges counts leader changes in the metrics.
+func (n *Node) observeLeaderChanges() {
+	ch := make(chan raft.Observation, 16)
+	n.observer = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(n.observer)
+	go func() {
+		var last raft.ServerID
+		for {
+			select {
+			case o := <-ch:
+				lo := o.Data.(raft.LeaderObservation)
+				if lo.LeaderID != last {
+					last = lo.LeaderID
+					metricLeaderChanges.Inc()
+					if lo.LeaderID != "" {
+						n.log.Info("raft leader", "event", "cluster_leader", "leader", string(lo.LeaderID), "addr", string(lo.LeaderAddr))
+					}
+				}
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
 }

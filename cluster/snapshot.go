@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -30,6 +31,8 @@ type fsmSnapshot struct {
 
 // Persist writes a consistent copy of the bbolt file to sink.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
+	defer func() { metricSnapshotDuration.Observe(time.Since(start).Seconds()) }()
 	_, err := s.tx.WriteTo(sink)
 	s.release()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mxgate/mxgate/cluster"
 	"github.com/mxgate/mxgate/filter/clamav"
 )
 
@@ -35,8 +36,13 @@ type Config struct {
 	DNS        DNSConfig         `yaml:"dns"`
 	Transports map[string]string `yaml:"transports"`
 	Outbound   OutboundConfig    `yaml:"outbound"`
+	Cluster    ClusterConfig     `yaml:"cluster"`
+	Admin      AdminConfig       `yaml:"admin"`
 	Log        LogConfig         `yaml:"log"`
 
+	// clustered: the file has a cluster section, so the node runs Raft
+	// and gossip and keeps greylist state in the replicated store.
+	clustered bool
 	// Parsed forms, filled by validate.
 	myNetworks    []netip.Prefix
 	greyAllowNets []netip.Prefix
@@ -115,6 +121,38 @@ type DNSConfig struct {
 // OutboundConfig is how remote MX hosts are reached.
 type OutboundConfig struct {
 	Port int `yaml:"port"`
+}
+
+// ClusterConfig makes the node a member of a cluster (see package
+// cluster). Without a cluster section the node runs alone and keeps its
+// greylist state in data_dir/greylist.json.
+type ClusterConfig struct {
+	Gossip          string           `yaml:"gossip"`
+	Raft            string           `yaml:"raft"`
+	Advertise       string           `yaml:"advertise"`
+	Join            []string         `yaml:"join"`
+	BootstrapExpect int              `yaml:"bootstrap_expect"`
+	SecretFile      string           `yaml:"secret_file"`
+	RemoveDeadAfter Duration         `yaml:"remove_dead_after"`
+	TLS             ClusterTLSConfig `yaml:"tls"`
+
+	secretKey []byte
+	tls       *cluster.TLS
+}
+
+// ClusterTLSConfig names the PEM files of the node-to-node TLS (mxgate
+// cluster tls-init makes them).
+type ClusterTLSConfig struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// AdminConfig protects the HTTP API's changing operations.
+type AdminConfig struct {
+	TokenFile string `yaml:"token_file"`
+
+	token string
 }
 
 // LogConfig sets the mail log's verbosity.
@@ -250,6 +288,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
 		errs = append(errs, d.errs...)
 	}
+	_, cfg.clustered = d.lines["cluster"]
 	// Validate even after decoding errors, so that one run names every
 	// problem; a key that failed to decode kept its default and is not
 	// reported twice.
@@ -421,7 +460,12 @@ func defaultConfig() *Config {
 			AutoAllowAfter: 5,
 		},
 		Outbound: OutboundConfig{Port: 25},
-		Log:      LogConfig{Level: "info"},
+		Cluster: ClusterConfig{
+			Gossip:          ":7946",
+			Raft:            ":7947",
+			RemoveDeadAfter: Duration(24 * time.Hour),
+		},
+		Log: LogConfig{Level: "info"},
 	}
 }
 
@@ -616,6 +660,18 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	if c.Outbound.Port < 1 || c.Outbound.Port > 65535 {
 		bad("outbound.port", "%d is not a TCP port", c.Outbound.Port)
 	}
+	if c.clustered {
+		errs = append(errs, c.Cluster.validate(file, decoded)...)
+	}
+	if c.Admin.TokenFile != "" {
+		tok, err := readSecretFile(c.Admin.TokenFile)
+		if err != nil {
+			bad("admin.token_file", "%v", err)
+		} else if len(tok) < 16 {
+			bad("admin.token_file", "%s: the token is %d characters; use at least 16", c.Admin.TokenFile, len(tok))
+		}
+		c.Admin.token = tok
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -725,4 +781,86 @@ func validDomain(s string) bool {
 		}
 	}
 	return true
+}
+
+func (c *ClusterConfig) validate(file string, decoded func(...string) bool) ConfigErrors {
+	var errs ConfigErrors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, ConfigError{File: file, Key: key, Why: fmt.Sprintf(format, args...)})
+	}
+	for key, addr := range map[string]string{"cluster.gossip": c.Gossip, "cluster.raft": c.Raft} {
+		if err := checkListenAddr(addr); err != nil {
+			bad(key, "%v", err)
+		} else if _, port, _ := net.SplitHostPort(addr); port == "0" {
+			bad(key, "%q: the port must be fixed, other nodes are configured with it", addr)
+		}
+	}
+	if decoded("cluster.gossip", "cluster.raft") && c.Gossip == c.Raft {
+		bad("cluster.raft", "%q is also cluster.gossip; they need different ports", c.Raft)
+	}
+	if c.Advertise != "" {
+		if _, err := netip.ParseAddr(c.Advertise); err != nil {
+			bad("cluster.advertise", "%q is not an IP address", c.Advertise)
+		}
+	}
+	for i, j := range c.Join {
+		if err := checkHostPort(j); err != nil {
+			bad(fmt.Sprintf("cluster.join[%d]", i), "%v (a node's cluster.gossip address)", err)
+		}
+	}
+	switch {
+	case c.BootstrapExpect < 0:
+		bad("cluster.bootstrap_expect", "%d: want the number of nodes that form the cluster", c.BootstrapExpect)
+	case c.BootstrapExpect == 0 && len(c.Join) > 0 && decoded("cluster.join"):
+		bad("cluster.bootstrap_expect", "required with cluster.join: the number of nodes that form the cluster at first (e.g. 3); without it every node would start a cluster of its own")
+	case c.BootstrapExpect == 0:
+		c.BootstrapExpect = 1
+	}
+	if c.BootstrapExpect > 1 && len(c.Join) == 0 && decoded("cluster.join") {
+		bad("cluster.join", "required with bootstrap_expect %d: the gossip addresses of the other nodes", c.BootstrapExpect)
+	}
+	if c.RemoveDeadAfter.D() < time.Second {
+		bad("cluster.remove_dead_after", "%v: want at least 1s (how long a voter may be dead before the leader removes it)", c.RemoveDeadAfter.D())
+	}
+	if c.SecretFile == "" {
+		bad("cluster.secret_file", "required: the gossip encryption key (mxgate cluster tls-init writes one)")
+	} else if key, err := cluster.LoadSecretKey(c.SecretFile); err != nil {
+		bad("cluster.secret_file", "%v", err)
+	} else {
+		c.secretKey = key
+	}
+	files := cluster.TLSFiles{CA: c.TLS.CA, Cert: c.TLS.Cert, Key: c.TLS.Key}
+	missing := false
+	for key, v := range map[string]string{"cluster.tls.ca": files.CA, "cluster.tls.cert": files.Cert, "cluster.tls.key": files.Key} {
+		if v == "" {
+			missing = true
+			bad(key, "required: Raft and write forwarding between nodes run over TLS with the cluster CA (mxgate cluster tls-init makes the files)")
+		}
+	}
+	if !missing && decoded("cluster.tls.ca", "cluster.tls.cert", "cluster.tls.key") {
+		t, err := cluster.LoadTLS(files)
+		if err != nil {
+			bad("cluster.tls", "%v", err)
+		} else {
+			c.tls = t
+		}
+	}
+	return errs
+}
+
+// readSecretFile reads a one-line secret, refusing a file that others may
+// read.
+func readSecretFile(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s: mode %v lets other users read it; chmod 600", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }

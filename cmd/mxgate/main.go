@@ -18,11 +18,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mxgate/mxgate/cluster"
 	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/greylist"
 	"github.com/mxgate/mxgate/smarthost"
 )
+
+// greylistWriteTimeout bounds a replicated greylist write: an election
+// takes a second or two, and past that the RCPT is answered with
+// greylisting failed open rather than keep the client waiting.
+const greylistWriteTimeout = 2 * time.Second
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -32,6 +38,8 @@ const usage = `mxgate: a clustered spam and virus filtering mail gateway
 Usage:
   mxgate serve -config FILE          run a node
   mxgate check-config -config FILE   validate a configuration file; one line per problem
+  mxgate cluster members|status|remove|tls-init
+                                     the cluster, through a node's HTTP API (see mxgate cluster help)
   mxgate version                     print the version
 `
 
@@ -49,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "cluster":
+		return cmdCluster(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mxgate", version)
 		return 0
@@ -165,18 +175,43 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	} else {
 		logger.Warn("virus scanning is disabled (clamav.enabled: false)", "event", "config")
 	}
-	var grey *greylist.Greylister
-	if cfg.Greylist.Enabled {
-		store, err := greylist.OpenMemoryStore(filepath.Join(cfg.Node.DataDir, "greylist.json"), logger)
+	var cl *cluster.Cluster
+	if cfg.clustered {
+		cl, err = startCluster(cfg, cfg.Listen.Inbound, cfg.Listen.Relay, cfg.Listen.HTTP, logger)
 		if err != nil {
-			return fmt.Errorf("greylist: %w", err)
+			return err
 		}
+		// Deferred before the gateway's shutdown, so it runs after it:
+		// sessions still in progress may write greylist state.
 		defer func() {
-			if err := store.Close(); err != nil {
-				logger.Error("greylist store", "event", "greylist_error", "error", err.Error())
+			if err := cl.Shutdown(); err != nil {
+				logger.Warn("cluster shutdown", "event", "cluster_stop", "error", err.Error())
 			}
 		}()
-		go store.Run(ctx, time.Minute)
+	}
+	var grey *greylist.Greylister
+	if cfg.Greylist.Enabled {
+		var store greylist.Store
+		if cl != nil {
+			// Replicated: reads from this node's copy, writes committed by
+			// a majority. Without quorum a write fails after
+			// greylistWriteTimeout and the greylister fails open.
+			cs := cluster.NewGreylistStore(cl.Node())
+			cs.WriteTimeout = greylistWriteTimeout
+			store = cs
+		} else {
+			ms, err := greylist.OpenMemoryStore(filepath.Join(cfg.Node.DataDir, "greylist.json"), logger)
+			if err != nil {
+				return fmt.Errorf("greylist: %w", err)
+			}
+			defer func() {
+				if err := ms.Close(); err != nil {
+					logger.Error("greylist store", "event", "greylist_error", "error", err.Error())
+				}
+			}()
+			go ms.Run(ctx, time.Minute)
+			store = ms
+		}
 		grey = greylist.New(greylist.Config{
 			Delay:           cfg.Greylist.Delay.D(),
 			RetryWindow:     cfg.Greylist.RetryWindow.D(),
@@ -220,22 +255,25 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen http on %s: %w", cfg.Listen.HTTP, err)
 	}
+	httpMux := http.NewServeMux()
+	httpMux.Handle("/api/v1/cluster/", clusterAPI(cl, cfg.Admin.token, logger))
+	httpMux.Handle("/", gateway.HTTPHandler([]gateway.Check{
+		{Name: "smtp", Ready: func() error {
+			if !gw.Ready() {
+				return errors.New("listeners not serving")
+			}
+			return nil
+		}},
+		{Name: "clamd", Ready: gw.ScannerReady},
+		{Name: "spool", Ready: func() error {
+			if !queue.Ready() {
+				return errors.New("queue not running")
+			}
+			return nil
+		}},
+	}))
 	httpSrv := &http.Server{
-		Handler: gateway.HTTPHandler([]gateway.Check{
-			{Name: "smtp", Ready: func() error {
-				if !gw.Ready() {
-					return errors.New("listeners not serving")
-				}
-				return nil
-			}},
-			{Name: "clamd", Ready: gw.ScannerReady},
-			{Name: "spool", Ready: func() error {
-				if !queue.Ready() {
-					return errors.New("queue not running")
-				}
-				return nil
-			}},
-		}),
+		Handler:           httpMux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 

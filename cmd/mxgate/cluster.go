@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"crypto/subtle"
+
+	"github.com/mxgate/mxgate/cluster"
+)
+
+// startCluster starts gossip and Raft for a node whose configuration has a
+// cluster section.
+func startCluster(cfg *Config, smtpAddr, relayAddr, httpAddr string, logger *slog.Logger) (*cluster.Cluster, error) {
+	c := cfg.Cluster
+	cl, err := cluster.Start(cluster.Config{
+		Name:            cfg.Node.Name,
+		Dir:             filepath.Join(cfg.Node.DataDir, "cluster"),
+		GossipBind:      c.Gossip,
+		RaftBind:        c.Raft,
+		Advertise:       c.Advertise,
+		Join:            c.Join,
+		BootstrapExpect: c.BootstrapExpect,
+		SecretKey:       c.secretKey,
+		TLS:             c.tls,
+		RemoveDeadAfter: c.RemoveDeadAfter.D(),
+		Meta:            cluster.Meta{Version: version, SMTP: smtpAddr, Relay: relayAddr, HTTP: httpAddr},
+		Logger:          logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	return cl, nil
+}
+
+// clusterAPI serves /api/v1/cluster/: members and status for everyone who
+// can reach the HTTP listener (like /metrics), remove only with the admin
+// token, or from loopback when no token is configured.
+func clusterAPI(cl *cluster.Cluster, adminToken string, logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	notClustered := func(w http.ResponseWriter) bool {
+		if cl == nil {
+			writeJSON(w, http.StatusNotFound, apiError{"this node is not in a cluster: its configuration has no cluster section"})
+			return true
+		}
+		return false
+	}
+	mux.HandleFunc("GET /api/v1/cluster/members", func(w http.ResponseWriter, r *http.Request) {
+		if !notClustered(w) {
+			writeJSON(w, http.StatusOK, map[string]any{"members": cl.Members()})
+		}
+	})
+	mux.HandleFunc("GET /api/v1/cluster/status", func(w http.ResponseWriter, r *http.Request) {
+		if !notClustered(w) {
+			writeJSON(w, http.StatusOK, cl.Status())
+		}
+	})
+	mux.HandleFunc("POST /api/v1/cluster/remove", func(w http.ResponseWriter, r *http.Request) {
+		if !adminAllowed(r, adminToken) {
+			writeJSON(w, http.StatusForbidden, apiError{"removing a node needs the admin token (admin.token_file), or a request from loopback when none is configured"})
+			return
+		}
+		if notClustered(w) {
+			return
+		}
+		node := r.URL.Query().Get("node")
+		if node == "" {
+			writeJSON(w, http.StatusBadRequest, apiError{"missing node parameter"})
+			return
+		}
+		err := cl.Remove(node)
+		switch {
+		case err == nil:
+			logger.Warn("node removed from the cluster by the admin API", "event", "admin", "member", node, "remote", r.RemoteAddr)
+			writeJSON(w, http.StatusOK, map[string]string{"removed": node})
+		case errors.Is(err, cluster.ErrNotMember):
+			writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, cluster.ErrNoLeader):
+			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+		default:
+			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		}
+	})
+	return mux
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func adminAllowed(r *http.Request, token string) bool {
+	if token == "" {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return false
+		}
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.Unmap().IsLoopback()
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
+const clusterUsage = `Usage:
+  mxgate cluster members [-config FILE | -http URL]   the nodes gossip and Raft know, with their state
+  mxgate cluster status  [-config FILE | -http URL]   this node's Raft state, leader, term, indexes, last contact
+  mxgate cluster remove  [-config FILE | -http URL] NODE
+                                                      remove a stopped node from the Raft voters
+  mxgate cluster tls-init -dir DIR -nodes mx1,mx2,mx3 make the cluster CA, node certificates and gossip key
+`
+
+func cmdCluster(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, clusterUsage)
+		return 2
+	}
+	sub, rest := args[0], args[1:]
+	if sub == "tls-init" {
+		return runClusterTLSInit(rest, stdout, stderr)
+	}
+	switch sub {
+	case "members", "status", "remove":
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, clusterUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mxgate cluster: unknown command %q\n\n%s", sub, clusterUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("cluster "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/mxgate/mxgate.yaml", "the node's configuration: its listen.http and admin.token_file are used")
+	base := fs.String("http", "", "the node's HTTP API, e.g. http://127.0.0.1:8025 (instead of -config)")
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	want := 0
+	if sub == "remove" {
+		want = 1
+	}
+	if fs.NArg() != want {
+		fmt.Fprint(stderr, clusterUsage)
+		return 2
+	}
+	api := apiClient{base: *base}
+	if api.base == "" {
+		cfg, err := LoadConfig(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		api.base = "http://" + dialable(cfg.Listen.HTTP)
+		api.token = cfg.Admin.token
+	}
+	var err error
+	switch sub {
+	case "members":
+		err = printMembers(api, stdout)
+	case "status":
+		err = printStatus(api, stdout)
+	case "remove":
+		node := fs.Arg(0)
+		err = api.do(http.MethodPost, "/api/v1/cluster/remove?node="+url.QueryEscape(node), nil)
+		if err == nil {
+			fmt.Fprintf(stdout, "removed %s from the Raft voters\n", node)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mxgate cluster %s: %v\n", sub, err)
+		return 1
+	}
+	return 0
+}
+
+// dialable turns a listen address into one a client can dial: an empty or
+// unspecified host becomes loopback.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+type apiClient struct {
+	base, token string
+}
+
+func (a apiClient) do(method, path string, out any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(a.base, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("%s: %w", req.URL, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s: %s: %s", req.URL, resp.Status, bytes.TrimSpace(body))
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("%s: %w", req.URL, err)
+		}
+	}
+	return nil
+}
+
+func printMembers(api apiClient, w io.Writer) error {
+	var resp struct {
+		Members []cluster.Member `json:"members"`
+	}
+	if err := api.do(http.MethodGet, "/api/v1/cluster/members", &resp); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATUS\tRAFT\tGOSSIP\tRAFT ADDR\tSMTP\tHTTP\tVERSION")
+	for _, m := range resp.Members {
+		role := "-"
+		switch {
+		case m.Leader:
+			role = "leader"
+		case m.Voter:
+			role = "voter"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Status, role,
+			orDash(m.Gossip), orDash(m.Raft), orDash(m.SMTP), orDash(m.HTTP), orDash(m.Version))
+	}
+	return tw.Flush()
+}
+
+func printStatus(api apiClient, w io.Writer) error {
+	var s cluster.Status
+	if err := api.do(http.MethodGet, "/api/v1/cluster/status", &s); err != nil {
+		return err
+	}
+	leader := s.Leader
+	if leader == "" {
+		leader = "none (no quorum)"
+	} else {
+		leader += " (" + s.LeaderAddr + ")"
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range [][2]string{
+		{"node", s.Node},
+		{"state", s.State},
+		{"leader", leader},
+		{"term", fmt.Sprint(s.Term)},
+		{"commit index", fmt.Sprint(s.CommitIndex)},
+		{"applied index", fmt.Sprint(s.AppliedIndex)},
+		{"last log index", fmt.Sprint(s.LastLogIndex)},
+		{"last snapshot index", fmt.Sprint(s.LastSnapshotIndex)},
+		{"last contact", s.LastContact},
+		{"voters", fmt.Sprint(s.Voters)},
+		{"gossip alive", fmt.Sprint(s.GossipAlive)},
+		{"state size", fmt.Sprintf("%d bytes", s.FSMSizeBytes)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
