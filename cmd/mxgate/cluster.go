@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,12 +14,14 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"crypto/subtle"
+	"github.com/hashicorp/raft"
 
 	"github.com/mxgate/mxgate/cluster"
 )
@@ -27,6 +30,10 @@ import (
 // cluster section.
 func startCluster(cfg *Config, smtpAddr, relayAddr, httpAddr string, logger *slog.Logger) (*cluster.Cluster, error) {
 	c := cfg.Cluster
+	tune, err := raftTuning(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := cluster.Start(cluster.Config{
 		Name:            cfg.Node.Name,
 		Dir:             filepath.Join(cfg.Node.DataDir, "cluster"),
@@ -40,11 +47,47 @@ func startCluster(cfg *Config, smtpAddr, relayAddr, httpAddr string, logger *slo
 		RemoveDeadAfter: c.RemoveDeadAfter.D(),
 		Meta:            cluster.Meta{Version: version, SMTP: smtpAddr, Relay: relayAddr, HTTP: httpAddr},
 		Logger:          logger,
+		ConfigureRaft:   tune,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	return cl, nil
+}
+
+// raftTuning reads the environment variables that change when Raft
+// compacts its log: MXGATE_RAFT_SNAPSHOT_THRESHOLD (entries since the last
+// snapshot, also the entries kept after it; Raft's default 8192) and
+// MXGATE_RAFT_SNAPSHOT_INTERVAL (how often the threshold is checked;
+// default 2m). They are environment variables, not configuration keys:
+// the defaults suit production, and tests and benchmarks need small
+// values.
+func raftTuning(getenv func(string) string) (func(*raft.Config), error) {
+	var threshold uint64
+	var interval time.Duration
+	if v := getenv("MXGATE_RAFT_SNAPSHOT_THRESHOLD"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("MXGATE_RAFT_SNAPSHOT_THRESHOLD=%q: want a whole number of log entries, at least 1", v)
+		}
+		threshold = n
+	}
+	if v := getenv("MXGATE_RAFT_SNAPSHOT_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond {
+			return nil, fmt.Errorf("MXGATE_RAFT_SNAPSHOT_INTERVAL=%q: want a duration of at least 10ms, such as 1s", v)
+		}
+		interval = d
+	}
+	return func(rc *raft.Config) {
+		if threshold > 0 {
+			rc.SnapshotThreshold = threshold
+			rc.TrailingLogs = threshold
+		}
+		if interval > 0 {
+			rc.SnapshotInterval = interval
+		}
+	}, nil
 }
 
 // clusterAPI serves /api/v1/cluster/: members and status for everyone who
