@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // NodeConfig configures one cluster node.
@@ -22,7 +24,8 @@ type NodeConfig struct {
 	// ID is the node's Raft server ID; it must stay the same across
 	// restarts for the node to rejoin as the same voter.
 	ID string
-	// Dir holds raft.db (log and stable store), snapshots/ and fsm/.
+	// Dir holds wal/ (Raft's log and stable store, raft-wal), snapshots/
+	// and fsm/.
 	Dir string
 	// RaftAddr is the host:port to bind for Raft and write forwarding
 	// (one port, see mux.go).
@@ -50,14 +53,18 @@ type NodeConfig struct {
 
 // Node is a running Raft member with the FSM of this package.
 type Node struct {
-	id    string
-	log   *slog.Logger
-	raft  *raft.Raft
-	fsm   *FSM
-	logs  *logStore
-	mux   *mux
-	trans *raft.NetworkTransport
-	snaps raft.SnapshotStore
+	id   string
+	log  *slog.Logger
+	raft *raft.Raft
+	fsm  *FSM
+	logs walStore
+	// walMeta is raft-wal's metadata store, opened here because
+	// WAL.Close does not close it (its bbolt file lock would outlive the
+	// node and block a restart in the same process).
+	walMeta *metadb.BoltMetaDB
+	mux     *mux
+	trans   *raft.NetworkTransport
+	snaps   raft.SnapshotStore
 
 	fwdPool  connPool
 	observer *raft.Observer
@@ -126,9 +133,17 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	n.mux = newMux(ln, advertise, cfg.ServerTLS, cfg.ClientTLS, n.serveForward)
 	closers = append(closers, func() error { err := n.mux.Close(); n.mux.wait(); return err })
 
-	if n.logs, err = openLogStore(filepath.Join(cfg.Dir, "raft.db")); err != nil {
-		return fail(err)
+	walDir := filepath.Join(cfg.Dir, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return fail(fmt.Errorf("cluster: raft log dir: %w", err))
 	}
+	n.walMeta = &metadb.BoltMetaDB{}
+	closers = append(closers, n.walMeta.Close)
+	w, err := wal.Open(walDir, wal.WithLogger(hlog.Named("wal")), wal.WithMetaStore(n.walMeta))
+	if err != nil {
+		return fail(fmt.Errorf("cluster: raft log in %s: %w", walDir, err))
+	}
+	n.logs = walStore{w}
 	closers = append(closers, n.logs.Close)
 
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, snapshotsRetained, hlog)
@@ -218,7 +233,7 @@ func (n *Node) Shutdown() error {
 		n.fwdPool.close()
 		_ = n.mux.Close()
 		n.mux.wait()
-		n.shutdownErr = errors.Join(err, n.trans.Close(), n.logs.Close(), n.fsm.Close())
+		n.shutdownErr = errors.Join(err, n.trans.Close(), n.logs.Close(), n.walMeta.Close(), n.fsm.Close())
 	})
 	return n.shutdownErr
 }
@@ -317,4 +332,23 @@ func (n *Node) observeLeaderChanges() {
 			}
 		}
 	}()
+}
+
+// walStore is raft-wal's log store answering ErrLogNotFound below its
+// first index. raft-wal compacts lazily, by whole segments, and its GetLog
+// still returns entries that DeleteRange removed while their segment
+// lives; a leader then replays the whole old log to a new node instead of
+// sending it a snapshot, which both costs more and leaves the snapshot
+// path untested in practice.
+type walStore struct{ *wal.WAL }
+
+func (s walStore) GetLog(index uint64, l *raft.Log) error {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if index < first {
+		return raft.ErrLogNotFound
+	}
+	return s.WAL.GetLog(index, l)
 }

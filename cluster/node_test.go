@@ -357,57 +357,6 @@ func TestNodeSnapshotAndNewVoter(t *testing.T) {
 	})
 }
 
-func TestLogStore(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "raft.db")
-	s, err := openLogStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.GetUint64([]byte("term")); err == nil || err.Error() != "not found" {
-		t.Fatalf("missing key: %v, want \"not found\" (raft compares the text)", err)
-	}
-	if first, _ := s.FirstIndex(); first != 0 {
-		t.Fatalf("empty first index %d", first)
-	}
-	var logs []*raft.Log
-	for i := uint64(1); i <= 10; i++ {
-		logs = append(logs, &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: []byte{byte(i)}, AppendedAt: t0, Extensions: []byte("x")})
-	}
-	if err := s.StoreLogs(logs); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetUint64([]byte("term"), 7); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteRange(1, 4); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-
-	if s, err = openLogStore(path); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	first, _ := s.FirstIndex()
-	last, _ := s.LastIndex()
-	if first != 5 || last != 10 {
-		t.Fatalf("indexes %d..%d, want 5..10", first, last)
-	}
-	var l raft.Log
-	if err := s.GetLog(3, &l); !errors.Is(err, raft.ErrLogNotFound) {
-		t.Fatalf("deleted log: %v", err)
-	}
-	if err := s.GetLog(6, &l); err != nil {
-		t.Fatal(err)
-	}
-	if l.Index != 6 || l.Term != 2 || l.Type != raft.LogCommand || string(l.Data) != "\x06" || !l.AppendedAt.Equal(t0) || string(l.Extensions) != "x" {
-		t.Fatalf("log 6 = %+v", l)
-	}
-	if v, err := s.GetUint64([]byte("term")); err != nil || v != 7 {
-		t.Fatalf("term %d, %v", v, err)
-	}
-}
-
 func TestNodeNoAcknowledgedWriteLostOnFailover(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	leader := tc.waitLeader()
