@@ -616,6 +616,10 @@ func (c *Cluster) Shutdown() error {
 	c.shutdownOnce.Do(func() {
 		c.cancel()
 		c.wg.Wait()
+		if err := c.node.TransferLeadership(); err != nil {
+			c.log.Warn("leadership transfer before shutdown failed; the others will elect a leader after the election timeout",
+				"event", "cluster_stop", "error", err.Error())
+		}
 		c.leaving.Store(true)
 		_ = c.ml.UpdateNode(leaveTimeout / 2)
 		err := c.ml.Leave(leaveTimeout)

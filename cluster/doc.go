@@ -1,9 +1,19 @@
-// Package cluster holds mxgate's replicated state: the Raft finite state
-// machine (FSM), the Raft node (log and stable store on bbolt, snapshots,
-// one port shared by Raft and write forwarding: followers forward writes to
-// the leader, with jittered retries while an election runs) and the stores
-// built on it (GreylistStore). Gossip membership, automatic voter changes,
-// node-to-node TLS and leader-issued expiry are not built yet.
+// Package cluster holds mxgate's membership and replicated state:
+//
+//   - Cluster (cluster.go): memberlist gossip, encrypted with a shared key,
+//     carrying each node's metadata; bootstrap once BootstrapExpect fresh
+//     nodes see each other; the leader loop that makes alive members voters,
+//     removes voters dead for RemoveDeadAfter, and issues expiry.
+//   - Node (node.go): hashicorp/raft with its log and stable store on
+//     raft-wal, file snapshots, and one TLS port shared by Raft and write
+//     forwarding (mux.go, forward.go): followers forward writes to the
+//     leader over pooled connections, with jittered retries while an
+//     election runs.
+//   - The finite state machine (FSM) below, and the stores built on it
+//     (GreylistStore).
+//   - TLS material (tls.go): a cluster CA and node certificates that carry
+//     ServerName, so a certificate proves membership wherever the node is
+//     reached.
 //
 // # Command format
 //

@@ -66,6 +66,7 @@ type Node struct {
 	trans   *raft.NetworkTransport
 	snaps   raft.SnapshotStore
 
+	started  time.Time
 	fwdPool  connPool
 	observer *raft.Observer
 
@@ -115,7 +116,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 
-	n := &Node{id: cfg.ID, log: logger, ready: make(chan struct{})}
+	n := &Node{id: cfg.ID, log: logger, ready: make(chan struct{}), started: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var closers []func() error
 	fail := func(err error) (*Node, error) {
@@ -351,4 +352,31 @@ func (s walStore) GetLog(index uint64, l *raft.Log) error {
 		return raft.ErrLogNotFound
 	}
 	return s.WAL.GetLog(index, l)
+}
+
+// leaderlessFor is how long this node has known no leader: zero while it
+// knows one (or is it), else the time since it last heard from a leader,
+// or since it started.
+func (n *Node) leaderlessFor() time.Duration {
+	if n.raft.State() == raft.Leader {
+		return 0
+	}
+	if id, _ := n.Leader(); id != "" {
+		return 0
+	}
+	last := n.raft.LastContact()
+	if last.Before(n.started) {
+		last = n.started
+	}
+	return time.Since(last)
+}
+
+// TransferLeadership hands leadership to another voter, so that a leader
+// stopping on purpose does not leave the cluster waiting out an election
+// timeout. It is a no-op on a follower.
+func (n *Node) TransferLeadership() error {
+	if n.raft.State() != raft.Leader {
+		return nil
+	}
+	return n.raft.LeadershipTransfer().Error()
 }

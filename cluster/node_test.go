@@ -418,3 +418,33 @@ func TestNodeNoAcknowledgedWriteLostOnFailover(t *testing.T) {
 	}
 	t.Logf("%d acknowledged writes, all present on the survivors", n)
 }
+
+func TestGreylistStoreFailsFastWithoutQuorum(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader()
+	survivor := tc.follower(leader)
+	for _, i := range tc.running() {
+		if i != survivor {
+			tc.stop(i)
+		}
+	}
+	store := NewGreylistStore(tc.nodes[survivor])
+	store.WriteTimeout = time.Minute
+	// While an election may still succeed, a write waits for a leader; once
+	// the node has been leaderless longer than noLeaderFastFail, writes fail
+	// at once with ErrNoLeader instead of waiting out WriteTimeout. The
+	// context bounds the test, and must not be what ends the write.
+	waitFor(t, 2*noLeaderFastFail+5*time.Second, "fast failure", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), noLeaderFastFail)
+		defer cancel()
+		err := store.PutTriplet(ctx, "k", triplet(t0))
+		if err == nil {
+			t.Fatal("write without quorum succeeded")
+		}
+		return errors.Is(err, ErrNoLeader) && ctx.Err() == nil
+	})
+	// Reads still come from the local copy.
+	if _, _, err := store.GetTriplet(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+}
