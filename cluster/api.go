@@ -124,10 +124,33 @@ func (c *Cluster) metricsLoop() {
 	defer tick.Stop()
 	for {
 		c.updateMetrics()
+		c.pruneMembers(time.Now())
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// pruneMembers forgets members that have been dead or left for
+// RemoveDeadAfter and are not voters, so that the list does not grow with
+// every node that ever passed through.
+func (c *Cluster) pruneMembers(now time.Time) {
+	servers, err := c.node.Configuration()
+	if err != nil {
+		return
+	}
+	voter := make(map[string]bool, len(servers))
+	for _, s := range servers {
+		voter[string(s.ID)] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, m := range c.members {
+		gone := m.state == memberlist.StateDead || m.state == memberlist.StateLeft
+		if gone && !voter[name] && now.Sub(m.since) > c.cfg.RemoveDeadAfter {
+			delete(c.members, name)
 		}
 	}
 }

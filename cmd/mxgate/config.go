@@ -840,7 +840,12 @@ func (c *ClusterConfig) validate(file string, decoded func(...string) bool) Conf
 	if !missing && decoded("cluster.tls.ca", "cluster.tls.cert", "cluster.tls.key") {
 		t, err := cluster.LoadTLS(files)
 		if err != nil {
-			bad("cluster.tls", "%v", err)
+			// LoadTLS names the key and file ("cluster.tls.cert PATH: why").
+			key, why, ok := strings.Cut(err.Error(), " ")
+			if !ok || !strings.HasPrefix(key, "cluster.tls.") {
+				key, why = "cluster.tls", err.Error()
+			}
+			bad(key, "%s", why)
 		} else {
 			c.tls = t
 		}
