@@ -84,6 +84,7 @@ func TestClusterConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, section, want string }{
 		{"join without expect", `  join: ["10.0.0.2:7946"]`, "cluster.bootstrap_expect: required with cluster.join"},
 		{"expect without join", `  bootstrap_expect: 3`, "cluster.join: required with bootstrap_expect 3"},
+		{"expect one with join", "  join: [\"10.0.0.2:7946\"]\n  bootstrap_expect: 1", "cluster.bootstrap_expect: 1 with cluster.join"},
 		{"bad join", "  join: [nohostport]\n  bootstrap_expect: 3", `cluster.join[0]: "nohostport" is not host:port`},
 		{"same ports", `  gossip: ":7000"` + "\n" + `  raft: ":7000"`, "cluster.raft: \":7000\" is also cluster.gossip"},
 		{"port zero", `  gossip: "127.0.0.1:0"`, "cluster.gossip: \"127.0.0.1:0\": the port must be fixed"},

@@ -816,6 +816,9 @@ func (c *ClusterConfig) validate(file string, decoded func(...string) bool) Conf
 	case c.BootstrapExpect == 0:
 		c.BootstrapExpect = 1
 	}
+	if c.BootstrapExpect == 1 && len(c.Join) > 0 && decoded("cluster.join") {
+		bad("cluster.bootstrap_expect", "1 with cluster.join: this node would start a cluster of its own before hearing from the others; give the number of nodes of the cluster (e.g. 3), or drop join for a one-node cluster")
+	}
 	if c.BootstrapExpect > 1 && len(c.Join) == 0 && decoded("cluster.join") {
 		bad("cluster.join", "required with bootstrap_expect %d: the gossip addresses of the other nodes", c.BootstrapExpect)
 	}
