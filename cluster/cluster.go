@@ -267,28 +267,13 @@ func (c *Cluster) gossipConfig(advertise string) (*memberlist.Config, error) {
 	mc.SecretKey = c.cfg.SecretKey
 	mc.Delegate = gossipDelegate{c}
 	mc.Events = gossipEvents{c}
-	mc.Logger = log.New(gossipLogWriter{c.log}, "", 0)
+	// memberlist's [INFO] lines are routine (joins are logged by
+	// observe); they go to debug.
+	mc.Logger = log.New(levelWriter{log: c.log, component: "gossip", info: slog.LevelDebug}, "", 0)
 	if c.cfg.ConfigureGossip != nil {
 		c.cfg.ConfigureGossip(mc)
 	}
 	return mc, nil
-}
-
-// gossipLogWriter sends memberlist's log lines to slog at debug level
-// (they are frequent and mostly routine), except its [ERR] and [WARN].
-type gossipLogWriter struct{ log *slog.Logger }
-
-func (w gossipLogWriter) Write(p []byte) (int, error) {
-	line := string(p)
-	switch {
-	case len(line) >= 5 && line[:5] == "[ERR]":
-		w.log.Error("gossip: "+line, "event", "gossip")
-	case len(line) >= 6 && line[:6] == "[WARN]":
-		w.log.Warn("gossip: "+line, "event", "gossip")
-	default:
-		w.log.Debug("gossip: "+line, "event", "gossip")
-	}
-	return len(p), nil
 }
 
 // gossipDelegate gives memberlist this node's metadata; the other

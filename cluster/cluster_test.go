@@ -1,10 +1,15 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,5 +283,35 @@ func TestClusterRestartKeepsVoter(t *testing.T) {
 	})
 	if !b.Node().HasState() {
 		t.Fatal("restarted node has no state")
+	}
+}
+
+func TestLevelWriter(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := levelWriter{log: logger, component: "raft", info: slog.LevelInfo}
+	for _, line := range []string{
+		"[ERROR] raft: failed to take snapshot: x\n",
+		"[WARN]  raft: heartbeat timeout reached\n",
+		"[INFO]  raft: entering follower state\n",
+		"[DEBUG] raft: votes: needed=2\n",
+		"2024/01/01 [ERR] memberlist: no route\n",
+	} {
+		if _, err := w.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(rec["level"], " ", rec["msg"]))
+	}
+	want := []string{"ERROR raft: failed to take snapshot: x", "WARN raft: heartbeat timeout reached",
+		"INFO raft: entering follower state", "DEBUG raft: votes: needed=2", "INFO 2024/01/01 [ERR] memberlist: no route"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -102,8 +102,8 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	} else {
-		hlog = hclog.FromStandardLogger(slog.NewLogLogger(logger.Handler(), slog.LevelInfo),
-			&hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
+		hlog = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, DisableTime: true,
+			Output: levelWriter{log: logger, component: "raft", info: slog.LevelInfo}})
 	}
 
 	ln, err := net.Listen("tcp", cfg.RaftAddr)

@@ -41,6 +41,14 @@ type nodeOptions struct {
 	// mynetworks replaces the default ["10.9.9.0/24"] (no loopback
 	// client is trusted by default).
 	mynetworks []string
+	// name is node.name (the Raft server ID and gossip name of a cluster
+	// node); empty gives a fresh e2eN.
+	name string
+	// cluster adds a cluster section (see cluster_helpers_test.go); nil
+	// runs the node standalone.
+	cluster *clusterOptions
+	// env is added to the process environment, on every start.
+	env []string
 }
 
 // node is one mxgate process with its config file, data dir and log.
@@ -53,6 +61,7 @@ type node struct {
 	inbound    string // host:port
 	relay      string
 	http       string
+	env        []string // extra environment, kept for restarts
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -73,15 +82,20 @@ func newNode(t testing.TB, opts nodeOptions) *node {
 	seq := nodeSeq.n
 	nodeSeq.Unlock()
 	dir := t.TempDir()
+	name := opts.name
+	if name == "" {
+		name = fmt.Sprintf("e2e%d", seq)
+	}
 	n := &node{
 		t:          t,
-		name:       fmt.Sprintf("e2e%d", seq),
+		name:       name,
 		dir:        dir,
 		configPath: filepath.Join(dir, "mxgate.yaml"),
 		logPath:    filepath.Join(dir, "mxgate.log"),
 		inbound:    freeAddr(t),
 		relay:      freeAddr(t),
 		http:       freeAddr(t),
+		env:        opts.env,
 	}
 	if opts.clamav == "" {
 		opts.clamav = clamdtest.StartServer(t, clamdtest.Options{SigDir: clamdtest.SigDir(t)}).TCPAddress()
@@ -152,6 +166,9 @@ func (n *node) configYAML(o nodeOptions) string {
 			fmt.Fprintf(&b, "  %s: %q\n", d, o.transports[d])
 		}
 	}
+	if o.cluster != nil {
+		b.WriteString(o.cluster.yaml(n.name))
+	}
 	return b.String()
 }
 
@@ -167,12 +184,23 @@ func quoteList(l []string) string {
 // ports on a restart) and waits for GET /readyz to answer 200.
 func (n *node) start() {
 	n.t.Helper()
+	n.launch()
+	n.waitReady(30 * time.Second)
+}
+
+// launch runs `mxgate serve` without waiting for it to be ready, so that
+// several nodes can start at the same moment.
+func (n *node) launch() {
+	n.t.Helper()
 	logf, err := os.OpenFile(n.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		n.t.Fatalf("e2e: open node log: %v", err)
 	}
 	cmd := exec.Command(mxgateBin, "serve", "-config", n.configPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(n.env) > 0 {
+		cmd.Env = append(os.Environ(), n.env...)
+	}
 	// The node dies with the test binary, whatever happens to it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -191,7 +219,6 @@ func (n *node) start() {
 		n.mu.Unlock()
 		close(exited)
 	}()
-	n.waitReady(30 * time.Second)
 }
 
 // waitReady polls /readyz until 200, failing early if the process exits.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mxgate/mxgate/greylist"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
@@ -80,10 +81,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.greylisting() && s.from != "" {
 		// The null sender is greylisted at the end of DATA, when the
 		// whole recipient set is known.
-		if d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, s.from, to); !d.Pass {
+		d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, s.from, to)
+		if !d.Pass {
 			return s.refuse(reasonGreylisted, "", "from", truncate(s.from), "rcpt", truncate(to),
 				"greylist", string(d.Result), "retry_in_s", int(d.Retry.Seconds()))
 		}
+		s.logGreylistFailOpen(d, to)
 	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
@@ -96,6 +99,17 @@ func (s *session) greylisting() bool {
 	return s.srv.cfg.Greylist != nil && s.listener == ListenerInbound && !s.srv.inMyNetworks(s.ip)
 }
 
+// logGreylistFailOpen logs a recipient let through because the greylist
+// store failed (no quorum in a cluster): the metric counts these, the log
+// says which mail and why.
+func (s *session) logGreylistFailOpen(d greylist.Decision, rcpt string) {
+	if d.Err == nil {
+		return
+	}
+	s.log.Warn("greylisting failed open", "event", "greylist_fail_open", "session", s.id, "client_ip", s.ip.String(),
+		"from", truncate(s.from), "rcpt", truncate(rcpt), "greylist", string(d.Result), "error", d.Err.Error())
+}
+
 // greylistNullSender checks every recipient of a bounce: each triplet is
 // recorded, and the message passes only if all of them pass.
 func (s *session) greylistNullSender(id string) error {
@@ -105,7 +119,9 @@ func (s *session) greylistNullSender(id string) error {
 	var failed []string
 	var result string
 	for _, r := range s.rcpts {
-		if d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, "", r); !d.Pass {
+		d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, "", r)
+		s.logGreylistFailOpen(d, r)
+		if !d.Pass {
 			failed = append(failed, r)
 			result = string(d.Result)
 		}
