@@ -57,6 +57,7 @@ const noLeaderFastFail = 3 * time.Second
 
 func (s *GreylistStore) apply(ctx context.Context, cmd []byte) error {
 	if s.node.leaderlessFor() > noLeaderFastFail {
+		metricApplyErrors.Inc()
 		return fmt.Errorf("greylist write: %w (for more than %v)", ErrNoLeader, noLeaderFastFail)
 	}
 	if _, ok := ctx.Deadline(); !ok {

@@ -683,6 +683,9 @@ func TestClusterNoQuorumFailsOpen(t *testing.T) {
 	if d := diffCounts(before, greylistCounts(t, survivor)); d["store_error"] != 1 || d["new"] != 0 {
 		t.Errorf("e2e: greylist decisions on %s without quorum: %v; want store_error 1 and no new", survivor.name, d)
 	}
+	if evs := survivor.findEvents("event", "greylist_fail_open", "rcpt", "user@e2e.test"); len(evs) != 1 || evs[0]["greylist"] != "store_error" {
+		t.Errorf("e2e: greylist_fail_open log lines on %s: %v, want one with greylist=store_error", survivor.name, evs)
+	}
 	if v, _, err := survivor.metric("mxgate_raft_apply_errors_total"); err != nil || v <= applyErrs {
 		t.Errorf("e2e: mxgate_raft_apply_errors_total on %s: %v (%v), want more than %v after a write without quorum", survivor.name, v, err, applyErrs)
 	}
