@@ -66,7 +66,7 @@ var (
 	}, []string{"state"})
 	metricVoterChanges = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxgate_cluster_voter_changes_total",
-		Help: "Voter changes made by this node as leader, by action (added, removed_dead, removed_by_operator).",
+		Help: "Voter changes: added and removed_dead by this node as leader; removed_by_operator when an operator's request reached this node.",
 	}, []string{"action"})
 	metricExpiries = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxgate_cluster_expiries_total",

@@ -110,6 +110,13 @@ type testCluster struct {
 // does not wait for the cluster to form).
 func newTestCluster(t *testing.T, size int, greylist string, env ...string) *testCluster {
 	t.Helper()
+	return newTestClusterDeadAfter(t, size, greylist, time.Hour, env...)
+}
+
+// newTestClusterDeadAfter is newTestCluster with cluster.remove_dead_after
+// set to deadAfter.
+func newTestClusterDeadAfter(t *testing.T, size int, greylist string, deadAfter time.Duration, env ...string) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, tlsDir: filepath.Join(t.TempDir(), "tls"), greylist: greylist, env: env, be: startBackend(t)}
 	names := make([]string, size)
 	gossips := make([]string, size)
@@ -126,7 +133,7 @@ func newTestCluster(t *testing.T, size int, greylist string, env ...string) *tes
 			}
 		}
 		c.newNode(name, &clusterOptions{gossip: gossips[i], raft: freeAddr(t), join: join,
-			bootstrapExpect: size, tlsDir: c.tlsDir, removeDeadAfter: time.Hour})
+			bootstrapExpect: size, tlsDir: c.tlsDir, removeDeadAfter: deadAfter})
 	}
 	c.launched = time.Now()
 	for _, n := range c.nodes {

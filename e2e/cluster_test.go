@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -693,5 +694,120 @@ func TestClusterNoQuorumFailsOpen(t *testing.T) {
 	stopWatch()
 	if len(notReady) > 0 || polls < 10 {
 		t.Errorf("e2e: /readyz on %s answered other than 200 %d times of %d: %v", survivor.name, len(notReady), polls, notReady)
+	}
+}
+
+// voterCount is the number of voters n reports, or -1 when it does not
+// answer.
+func voterCount(n *node) int {
+	s, err := n.clusterStatus()
+	if err != nil {
+		return -1
+	}
+	return s.Voters
+}
+
+// TestClusterRemovesDeadVoter: a voter killed for good is removed by the
+// leader after cluster.remove_dead_after, and added back when it returns
+// with its data dir.
+func TestClusterRemovesDeadVoter(t *testing.T) {
+	c := newTestClusterDeadAfter(t, 3, clusterGreylist(10*time.Second), 2*time.Second)
+	leader := waitAgreed(t, c.nodes, 3, 30*time.Second)
+	var victim *node
+	var rest []*node
+	for _, n := range c.nodes {
+		if n != leader && victim == nil {
+			victim = n
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	victim.kill9()
+	waitFor(t, 30*time.Second, "the dead voter removed", func() (bool, string) {
+		for _, n := range rest {
+			if v := voterCount(n); v != 2 {
+				return false, fmt.Sprintf("%s reports %d voters", n.name, v)
+			}
+		}
+		return true, ""
+	})
+	if v, _, err := leader.metric("mxgate_cluster_voter_changes_total", "action", "removed_dead"); err != nil || v != 1 {
+		t.Errorf("e2e: voter changes removed_dead on %s: %v (%v), want 1", leader.name, v, err)
+	}
+	if evs := leader.findEvents("event", "cluster_voter", "action", "removed_dead", "member", victim.name); len(evs) != 1 {
+		t.Errorf("e2e: %s logged %d removed_dead lines for %s, want 1", leader.name, len(evs), victim.name)
+	}
+
+	// Back with its data dir: alive in gossip again, so the leader adds it.
+	victim.start()
+	waitAgreed(t, c.nodes, 3, 30*time.Second)
+	if v, _, err := leader.metric("mxgate_cluster_voter_changes_total", "action", "added"); err != nil || v < 1 {
+		t.Errorf("e2e: voter changes added on %s: %v (%v), want at least 1", leader.name, v, err)
+	}
+}
+
+// TestClusterRemoveByOperator: `mxgate cluster remove` refuses a node that
+// is alive, and removes a stopped one through any node's HTTP API.
+func TestClusterRemoveByOperator(t *testing.T) {
+	c := newTestCluster(t, 3, clusterGreylist(10*time.Second))
+	leader := waitAgreed(t, c.nodes, 3, 30*time.Second)
+	var followers []*node
+	for _, n := range c.nodes {
+		if n != leader {
+			followers = append(followers, n)
+		}
+	}
+	asker, victim := followers[0], followers[1]
+
+	cmd := exec.Command(mxgateBin, "cluster", "remove", "-http", "http://"+asker.http, victim.name)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "alive in gossip") {
+		t.Fatalf("e2e: removing the running node %s: err %v, output %q; want a refusal saying it is alive", victim.name, err, out)
+	}
+	if v := voterCount(leader); v != 3 {
+		t.Fatalf("e2e: %d voters after a refused removal", v)
+	}
+
+	victim.stop()
+	waitFor(t, 20*time.Second, victim.name+" gone from gossip", func() (bool, string) {
+		ms, err := asker.clusterMembers()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range ms {
+			if m.Name == victim.name {
+				return m.Status == "left" || m.Status == "dead", "status " + m.Status
+			}
+		}
+		return false, "not listed"
+	})
+	// Through a follower: the request is forwarded to the leader.
+	out2 := runCLI(t, "cluster", "remove", "-http", "http://"+asker.http, victim.name)
+	if !strings.Contains(out2, "removed "+victim.name) {
+		t.Errorf("e2e: mxgate cluster remove said %q", out2)
+	}
+	waitFor(t, 10*time.Second, "two voters everywhere", func() (bool, string) {
+		for _, n := range []*node{leader, asker} {
+			if v := voterCount(n); v != 2 {
+				return false, fmt.Sprintf("%s reports %d voters", n.name, v)
+			}
+		}
+		return true, ""
+	})
+	// Counted and logged where the operator asked.
+	if v, _, err := asker.metric("mxgate_cluster_voter_changes_total", "action", "removed_by_operator"); err != nil || v != 1 {
+		t.Errorf("e2e: voter changes removed_by_operator on %s: %v (%v), want 1", asker.name, v, err)
+	}
+	if evs := asker.findEvents("event", "admin", "member", victim.name); len(evs) != 1 {
+		t.Errorf("e2e: %s logged %d admin lines for removing %s, want 1", asker.name, len(evs), victim.name)
+	}
+	ms, err := asker.clusterMembers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Name == victim.name && m.Voter {
+			t.Errorf("e2e: %s is still listed as a voter: %+v", victim.name, m)
+		}
 	}
 }
