@@ -183,6 +183,9 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.cfg.Meta.Raft = node.Addr()
+	for _, a := range []*string{&c.cfg.Meta.SMTP, &c.cfg.Meta.Relay, &c.cfg.Meta.HTTP} {
+		*a = withHost(*a, advertise)
+	}
 
 	mc, err := c.gossipConfig(advertise)
 	if err != nil {
@@ -230,6 +233,20 @@ func advertiseHost(configured, bind string) (string, error) {
 		return "", fmt.Errorf("cluster: no advertise address: the bind addresses are unspecified and %w; set cluster.advertise", err)
 	}
 	return ip, nil
+}
+
+// withHost gives a listen address with no host, or an unspecified one
+// (":25", "0.0.0.0:25"), the advertised host, so that other nodes and
+// operators see an address they can reach.
+func withHost(listen, host string) string {
+	h, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort(host, port)
+	}
+	return listen
 }
 
 // privateIP is the first private unicast IPv4 address of an up interface.

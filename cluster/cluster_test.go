@@ -315,3 +315,12 @@ func TestLevelWriter(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestWithHost(t *testing.T) {
+	for in, want := range map[string]string{":25": "10.0.0.1:25", "0.0.0.0:8025": "10.0.0.1:8025", "[::]:26": "10.0.0.1:26",
+		"192.0.2.1:25": "192.0.2.1:25", "mx1.example.net:25": "mx1.example.net:25", "": ""} {
+		if got := withHost(in, "10.0.0.1"); got != want {
+			t.Errorf("withHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
