@@ -448,3 +448,21 @@ func TestGreylistStoreFailsFastWithoutQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestForwardReusesConnections(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.waitLeader()
+	f := tc.nodes[tc.follower(leader)]
+	for i := range 20 {
+		putTriplet(t, f, fmt.Sprintf("seq%d", i), triplet(t0.Add(time.Hour)))
+	}
+	// Sequential writes from one follower share one pooled connection:
+	// the leader serves exactly one forwarding connection.
+	lm := tc.nodes[leader].mux
+	lm.mu.Lock()
+	open := len(lm.open)
+	lm.mu.Unlock()
+	if open != 1 {
+		t.Fatalf("leader serves %d forwarding connections after 20 sequential writes from one follower, want 1", open)
+	}
+}
