@@ -34,7 +34,8 @@ e2e: build
 	MXGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|e2e:' ; exit $${PIPESTATUS[0]}
 
 # Benchmark against Postfix on this machine (needs root for Postfix).
-bench: deps build
+bench: build
+	./scripts/install-deps.sh --bench
 	$(GO) run ./e2e/bench -mxgate $(BIN)
 
 # A node on unprivileged ports with a local stand-in backend (devsink) and a

@@ -380,7 +380,10 @@ type pooledConn struct {
 }
 
 const (
-	poolMaxIdle        = 4
+	// poolMaxIdle is about the number of SMTP sessions of one node
+	// writing at the same time: below that, a busy follower keeps dialing
+	// (and handshaking TLS) connections it then closes.
+	poolMaxIdle        = 64
 	poolIdle           = 30 * time.Second
 	forwardIdleTimeout = 2 * time.Minute
 )

@@ -614,3 +614,56 @@ func TestConcurrentReadsDuringRestore(t *testing.T) {
 		t.Error("state applied before the last restore survived it")
 	}
 }
+
+func TestApplyBatchMatchesOneByOne(t *testing.T) {
+	big := padTriplet("big", triplet(t0.Add(time.Hour)), 3*MaxEntrySize/2)
+	parts, err := SplitCommand(big, ChunkID{9}, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := [][]byte{
+		EncodePutTriplet("a", triplet(t0.Add(time.Hour))),
+		EncodePutNetwork("192.0.2.0/24", greylist.Network{Passes: 2, ExpiresAt: t0.Add(time.Hour)}),
+		EncodePutTriplet("old", triplet(t0.Add(-time.Hour))),
+		EncodeExpire(t0),
+	}
+	valid = append(valid, parts...)
+	withRejected := append(append(append([][]byte{}, valid[:2]...), EncodePutTriplet("", triplet(t0))), valid[2:]...)
+
+	for name, cmds := range map[string][][]byte{"all valid": valid, "one rejected": withRejected} {
+		t.Run(name, func(t *testing.T) {
+			var logs []*raft.Log
+			for i, c := range cmds {
+				logs = append(logs, &raft.Log{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: c})
+			}
+			// A configuration entry in the batch gets a nil response.
+			logs = append(logs, &raft.Log{Index: uint64(len(cmds) + 1), Term: 1, Type: raft.LogConfiguration})
+
+			one, batch := newTestFSM(t), newTestFSM(t)
+			var want []any
+			for _, l := range logs {
+				want = append(want, one.Apply(l))
+			}
+			got := batch.ApplyBatch(logs)
+			if len(got) != len(logs) {
+				t.Fatalf("%d responses for %d entries", len(got), len(logs))
+			}
+			for i := range want {
+				we, wIsErr := want[i].(error)
+				ge, gIsErr := got[i].(error)
+				if wIsErr != gIsErr || (wIsErr && we.Error() != ge.Error()) || (!wIsErr && !reflect.DeepEqual(want[i], got[i])) {
+					t.Errorf("entry %d: batch response %#v, one by one %#v", i, got[i], want[i])
+				}
+			}
+			if a, b := dump(t, one), dump(t, batch); !reflect.DeepEqual(a, b) {
+				t.Errorf("state differs:\nbatch %v\none by one %v", b, a)
+			}
+			if _, ok, _ := batch.GetTriplet("big"); !ok {
+				t.Error("the chunked command was not applied in the batch")
+			}
+			if _, ok, _ := batch.GetTriplet("old"); ok {
+				t.Error("the expire in the batch did not remove the expired triplet")
+			}
+		})
+	}
+}

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test suite and benchmark need on a fresh Debian machine:
-# the real peers (Postfix's smtp-source/smtp-sink, swaks) and staticcheck.
+# the real peers (Postfix's smtp-source/smtp-sink, swaks) and staticcheck;
+# with --bench also postgrey, the greylisting peer of `make bench`.
 # Idempotent; needs root only when a Debian package is missing.
 set -euo pipefail
 
 need=()
 command -v smtp-sink >/dev/null 2>&1 || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
+if [ "${1:-}" = --bench ]; then
+  command -v postgrey >/dev/null 2>&1 || [ -x /usr/sbin/postgrey ] || need+=(postgrey)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-deps: missing ${need[*]}; run as root (apt-get install ${need[*]})" >&2

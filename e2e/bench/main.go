@@ -9,6 +9,9 @@
 //
 //	go build -o bin/mxgate ./cmd/mxgate && go run ./e2e/bench -mxgate bin/mxgate
 //
+// Then the clamd scenario (scan.go) and the cluster greylisting scenario
+// (cluster.go); -only runs one of the three.
+//
 // It must run as root (Postfix drops privileges to its own user).
 package main
 
@@ -17,6 +20,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,7 +36,20 @@ var (
 	flagSkipScan    = flag.Bool("skip-scan", false, "do not run the clamd scenario")
 	flagMxgate      = flag.String("mxgate", "", "path of the mxgate binary (empty: skip mxgate)")
 	flagDeliverWait = flag.Duration("deliver-timeout", 2*time.Minute, "how long to wait, after the last 250, for the sink to receive every message")
+
+	flagOnly            = flag.String("only", "", "run only this scenario: relay, scan or cluster (empty: all)")
+	flagSkipCluster     = flag.Bool("skip-cluster", false, "do not run the cluster greylisting scenario")
+	flagSkipPostgrey    = flag.Bool("skip-postgrey", false, "leave Postfix + postgrey out of the cluster scenario")
+	flagClusterC        = flag.Int("cluster-c", 24, "cluster scenario: concurrent SMTP clients (spread over the nodes)")
+	flagClusterDuration = flag.Duration("cluster-duration", 10*time.Second, "cluster scenario: how long each setup is driven in all")
+	flagClusterRounds   = flag.Int("cluster-rounds", 5, "cluster scenario: in how many slices, taking turns with the other setups")
 )
+
+// scenarios are the values of -only, in the order they run.
+var scenarios = []string{"relay", "scan", "cluster"}
+
+// scenario reports whether the scenario name runs.
+func scenario(name string) bool { return *flagOnly == "" || *flagOnly == name }
 
 // result is one row of the table.
 type result struct {
@@ -79,6 +97,32 @@ func run() error {
 	if *flagN < 1 || *flagC < 1 || *flagSize < 512 {
 		return fmt.Errorf("need -n >= 1, -c >= 1, -size >= 512")
 	}
+	if *flagOnly != "" && !slices.Contains(scenarios, *flagOnly) {
+		return fmt.Errorf("-only %q: want one of %s", *flagOnly, strings.Join(scenarios, ", "))
+	}
+	if *flagClusterC < 1 || *flagClusterRounds < 1 || *flagClusterDuration > 10*time.Minute ||
+		*flagClusterDuration < time.Duration(*flagClusterRounds)*100*time.Millisecond {
+		return fmt.Errorf("need -cluster-c >= 1, -cluster-rounds >= 1, -cluster-duration of 100ms or more per round and at most 10m")
+	}
+	if scenario("relay") {
+		if err := benchRelay(); err != nil {
+			return err
+		}
+	}
+	if scenario("scan") && *flagMxgate != "" && !*flagSkipScan {
+		if err := benchScan(); err != nil {
+			return err
+		}
+	}
+	if scenario("cluster") && !*flagSkipCluster {
+		return benchCluster()
+	}
+	return nil
+}
+
+// benchRelay is the relay scenario: the same load straight into the sink,
+// through Postfix and through mxgate, neither scanning.
+func benchRelay() error {
 	fmt.Printf("bench: %d messages of %d bytes over %d connections\n", *flagN, *flagSize, *flagC)
 	var results []result
 
@@ -113,9 +157,6 @@ func run() error {
 	if pf != nil && mx != nil {
 		fmt.Printf("bench: mxgate/postfix accept ratio %.2f, delivered ratio %.2f\n",
 			mx.acceptRate()/pf.acceptRate(), mx.deliverRate()/pf.deliverRate())
-	}
-	if *flagMxgate != "" && !*flagSkipScan {
-		return benchScan()
 	}
 	return nil
 }

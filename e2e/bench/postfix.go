@@ -67,7 +67,17 @@ showq     unix n - n - - showq
 postlog   unix-dgram n - n - 1 postlogd
 `
 
-func startPostfix(sinkAddr string) (sys system, err error) {
+func startPostfix(sinkAddr string) (system, error) {
+	p, err := startPostfixWith(sinkAddr, "")
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// startPostfixWith starts the instance with extraMainCF appended to its
+// main.cf (a later line overrides an earlier one).
+func startPostfixWith(sinkAddr, extraMainCF string) (_ *postfix, err error) {
 	if _, err := exec.LookPath("postfix"); err != nil {
 		return nil, fmt.Errorf("postfix not installed (DEBIAN_FRONTEND=noninteractive apt-get install -y postfix): %w", err)
 	}
@@ -105,7 +115,7 @@ func startPostfix(sinkAddr string) (sys system, err error) {
 	}
 	_, sinkPort, _ := strings.Cut(sinkAddr, ":")
 	r := strings.NewReplacer("{{dir}}", dir, "{{sinkport}}", sinkPort, "{{listen}}", p.listen)
-	if err := os.WriteFile(p.etc("main.cf"), []byte(r.Replace(postfixMainCF)), 0o644); err != nil {
+	if err := os.WriteFile(p.etc("main.cf"), []byte(r.Replace(postfixMainCF)+extraMainCF), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(p.etc("master.cf"), []byte(r.Replace(postfixMasterCF)), 0o644); err != nil {

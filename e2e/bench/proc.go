@@ -178,3 +178,27 @@ func tail(path string, n int) string {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
+
+// cpuTime returns the CPU time (user and system) the processes have used,
+// with that of their exited and reaped children (Postfix's master reaps
+// its smtpd processes).
+func cpuTime(pids []int) time.Duration {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// After "(comm)": state ppid ... utime(11) stime(12) cutime(13) cstime(14).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		for _, s := range f[11:15] {
+			n, _ := strconv.ParseInt(s, 10, 64)
+			ticks += n
+		}
+	}
+	// USER_HZ, the unit of these fields, is 100 on every Linux port.
+	return time.Duration(ticks) * 10 * time.Millisecond
+}

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mxgate/mxgate/filter/clamav"
@@ -72,8 +71,7 @@ func benchScan() error {
 
 type clamd struct {
 	dir, addr string
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	proc      *child
 }
 
 // startClamd runs clamd in the foreground with the test signatures from
@@ -99,7 +97,7 @@ func startClamd() (*clamd, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &clamd{dir: dir, addr: "tcp:" + addr, exited: make(chan struct{})}
+	c := &clamd{dir: dir, addr: "tcp:" + addr}
 	db := filepath.Join(dir, "db")
 	if err := os.Mkdir(db, 0o755); err != nil {
 		return nil, err
@@ -119,28 +117,16 @@ func startClamd() (*clamd, error) {
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	c.cmd = exec.Command(bin, "--foreground", "--config-file="+confFile)
-	if err := c.cmd.Start(); err != nil {
+	if c.proc, err = startChild(exec.Command(bin, "--foreground", "--config-file="+confFile)); err != nil {
 		return nil, err
 	}
-	go func() { c.cmd.Wait(); close(c.exited) }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		select {
-		case <-c.exited:
-			return nil, fmt.Errorf("clamd exited during startup; log:\n%s", tail(filepath.Join(dir, "clamd.log"), 20))
-		default:
-		}
-		if pingClamd(addr) == nil {
-			return c, nil
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("clamd not answering PING after 30s")
-		}
-		<-tick.C // poll interval
+	err = c.proc.waitReady(30*time.Second, 20*time.Millisecond, func() error { return pingClamd(addr) })
+	if err != nil {
+		log := tail(filepath.Join(dir, "clamd.log"), 20)
+		c.stop()
+		return nil, fmt.Errorf("clamd %w; log:\n%s", err, log)
 	}
+	return c, nil
 }
 
 // pingClamd asks clamd for PONG with mxgate's own client.
@@ -153,14 +139,6 @@ func pingClamd(addr string) error {
 }
 
 func (c *clamd) stop() {
-	if c.cmd != nil && c.cmd.Process != nil {
-		c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-		case <-time.After(10 * time.Second):
-			c.cmd.Process.Kill()
-			<-c.exited
-		}
-	}
+	c.proc.stop(10 * time.Second)
 	os.RemoveAll(c.dir)
 }
