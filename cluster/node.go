@@ -168,6 +168,10 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
+	// Buffer proposals so that writes arriving together (many SMTP
+	// sessions greylisting at once) reach the log, the followers and the
+	// FSM (ApplyBatch) as one batch.
+	rc.BatchApplyCh = true
 	if cfg.ConfigureRaft != nil {
 		cfg.ConfigureRaft(rc)
 	}
