@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testport"
 )
 
 // clusterOptions is a node's cluster section.
@@ -71,17 +72,11 @@ func tlsInit(t testing.TB, dir string, names ...string) {
 // same port: the UDP port must be free too.
 func gossipAddr(t testing.TB) string {
 	t.Helper()
-	for range 20 {
-		addr := freeAddr(t)
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return addr
+	addr, err := testport.Addr(true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("e2e: no port free for both TCP and UDP")
-	return ""
+	return addr
 }
 
 // clusterGreylist is the greylist section of the cluster tests: a short

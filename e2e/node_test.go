@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/filter/clamav/clamdtest"
+	"github.com/mxgate/mxgate/internal/testport"
 )
 
 // nodeOptions are the parts of a node's configuration a test varies; zero
@@ -494,34 +495,13 @@ func pollUntil(timeout time.Duration, cond func() (bool, string)) error {
 	}
 }
 
-var portsGiven struct {
-	sync.Mutex
-	m map[string]bool
-}
-
-// freeAddr returns a 127.0.0.1 address with a port that was free just now
-// and that this test process has not handed out before.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	portsGiven.Lock()
-	defer portsGiven.Unlock()
-	if portsGiven.m == nil {
-		portsGiven.m = map[string]bool{}
+	addr, err := testport.Addr(false)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("e2e: free port: %v", err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !portsGiven.m[addr] {
-			portsGiven.m[addr] = true
-			return addr
-		}
-	}
-	t.Fatal("e2e: no free port found")
-	return ""
+	return addr
 }
 
 // portFree reports whether addr can be bound now.

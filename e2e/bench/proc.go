@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testport"
 )
 
 // rssSampler tracks the peak, over its samples, of the summed VmHWM of a
@@ -136,14 +138,7 @@ func waitGone(pids []int, d time.Duration) (killed int) {
 }
 
 // freePort returns a loopback address with a port that was free just now.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+func freePort() (string, error) { return testport.Addr(false) }
 
 // waitBanner waits until addr answers with an SMTP 220 greeting.
 func waitBanner(addr string, d time.Duration) error {

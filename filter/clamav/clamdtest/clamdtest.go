@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testport"
 )
 
 // ReadyTimeout bounds the wait for a started clamd to answer PING.
@@ -317,14 +319,7 @@ func ping(network, addr string) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testport.Port() }
 
 // copyDir copies the regular files of src into a new directory dst. clamd
 // ignores files that are not databases (a README).
