@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mxgate/mxgate/greylist"
 )
@@ -29,6 +34,7 @@ type clusterFixture struct {
 	dir    string
 	expect int
 	dead   time.Duration
+	expire time.Duration
 	nodes  map[string]*Cluster
 	gossip map[string]string // name → gossip bind address, kept across restarts
 	raftA  map[string]string
@@ -45,7 +51,7 @@ func newClusterFixture(t *testing.T, expect int) *clusterFixture {
 		t.Fatal(err)
 	}
 	f := &clusterFixture{t: t, key: key, caCert: caCert, caKey: caKey, dir: t.TempDir(), expect: expect,
-		dead: time.Hour, nodes: map[string]*Cluster{}, gossip: map[string]string{}, raftA: map[string]string{}}
+		dead: time.Hour, expire: time.Hour, nodes: map[string]*Cluster{}, gossip: map[string]string{}, raftA: map[string]string{}}
 	t.Cleanup(func() {
 		for _, c := range f.nodes {
 			_ = c.Shutdown()
@@ -87,7 +93,7 @@ func (f *clusterFixture) start(name string, join ...string) *Cluster {
 		Name: name, Dir: filepath.Join(f.dir, name),
 		GossipBind: f.gossip[name], RaftBind: f.raftA[name],
 		Join: seeds, BootstrapExpect: f.expect, SecretKey: f.key, TLS: f.tls(name),
-		RemoveDeadAfter: f.dead, ExpireInterval: time.Hour,
+		RemoveDeadAfter: f.dead, ExpireInterval: f.expire,
 		Meta:          Meta{Version: "test", SMTP: "127.0.0.1:25"},
 		ConfigureRaft: fastRaft,
 		ConfigureGossip: func(mc *memberlist.Config) {
@@ -322,5 +328,84 @@ func TestWithHost(t *testing.T) {
 		if got := withHost(in, "10.0.0.1"); got != want {
 			t.Errorf("withHost(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestClusterLeaderIssuesExpiry(t *testing.T) {
+	f := newClusterFixture(t, 3)
+	f.expire = 200 * time.Millisecond
+	a := f.start("a")
+	f.start("b", "a")
+	f.start("c", "a")
+	f.leader()
+	store := NewGreylistStore(a.Node())
+	now := time.Now()
+	live := greylist.Triplet{FirstSeen: now, ExpiresAt: now.Add(time.Hour)}
+	dead := greylist.Triplet{FirstSeen: now, ExpiresAt: now.Add(300 * time.Millisecond)}
+	for k, tr := range map[string]greylist.Triplet{"live": live, "dead": dead} {
+		if err := store.PutTriplet(context.Background(), k, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No node reads the clock to expire: the leader's CmdExpire, carrying
+	// its time, removes the entry everywhere.
+	for name, c := range f.nodes {
+		waitFor(t, 10*time.Second, name+" expired the dead triplet", func() bool {
+			_, ok, _ := c.Node().FSM().GetTriplet("dead")
+			return !ok
+		})
+		if _, ok, _ := c.Node().FSM().GetTriplet("live"); !ok {
+			t.Errorf("%s lost the live triplet", name)
+		}
+	}
+}
+
+func TestNodePortRefusesWithoutClusterCertificate(t *testing.T) {
+	f := newClusterFixture(t, 1)
+	c := f.start("a")
+	f.leader()
+	before := testutil.ToFloat64(metricTLSHandshakeErrors)
+
+	// Plain TCP speaking the forwarding protocol: no TLS, no answer.
+	conn, err := net.DialTimeout("tcp", c.Node().Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cmd := EncodePutTriplet("intruder", triplet(t0.Add(time.Hour)))
+	req := append([]byte{connForward}, make([]byte, 8)...)
+	req = binary.BigEndian.AppendUint32(req, uint32(len(cmd)))
+	if _, err := conn.Write(append(req, cmd...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.ReadAll(conn); err == nil && len(n) > 0 && n[0] == fwdOK {
+		t.Fatal("a plain TCP forward was served")
+	}
+
+	// TLS with a certificate from another CA: refused in the handshake.
+	otherCA, otherKey, err := GenerateCA(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &clusterFixture{t: t, caCert: otherCA, caKey: otherKey, dir: t.TempDir()}
+	stranger := other.tls("a")
+	cfg := stranger.ClientConfig()
+	cfg.RootCAs = f.tls("b").ClientConfig().RootCAs // trust the cluster, to reach the server's check
+	tc, err := tls.Dial("tcp", c.Node().Addr(), cfg)
+	if err == nil {
+		_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+		_, werr := tc.Write([]byte{connForward})
+		_, rerr := tc.Read(make([]byte, 1))
+		tc.Close()
+		if werr == nil && rerr == nil {
+			t.Fatal("a certificate from another CA was accepted")
+		}
+	}
+	waitFor(t, 5*time.Second, "handshake errors counted", func() bool {
+		return testutil.ToFloat64(metricTLSHandshakeErrors) >= before+2
+	})
+	if _, ok, _ := c.Node().FSM().GetTriplet("intruder"); ok {
+		t.Fatal("the intruder's write was applied")
 	}
 }
