@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/filter/clamav/clamdtest"
+	"github.com/mxgate/mxgate/internal/promscrape"
 	"github.com/mxgate/mxgate/internal/testport"
 )
 
@@ -364,34 +365,7 @@ func (n *node) findEvents(kv ...string) []map[string]any {
 // metrics fetches /metrics and returns sample lines keyed by
 // `name{labels}` exactly as exposed (labels sorted by the client library).
 func (n *node) metrics() (map[string]float64, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + n.http + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
+	return promscrape.Get(n.http)
 }
 
 // metric returns one sample: name with the label pairs given (all of the

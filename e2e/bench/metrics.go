@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
-	"fmt"
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/promscrape"
 )
 
 // metrics is one scrape of a node's /metrics: the value of each series,
@@ -19,34 +18,8 @@ type metrics map[string]float64
 
 // scrape reads http://httpAddr/metrics.
 func scrape(httpAddr string) (metrics, error) {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics on %s: %s", httpAddr, resp.Status)
-	}
-	m := metrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		// The value follows the last space (label values may hold spaces).
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m, sc.Err()
+	m, err := promscrape.Get(httpAddr)
+	return metrics(m), err
 }
 
 // histogram is an unlabelled Prometheus histogram: its cumulative buckets,
