@@ -53,6 +53,7 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	warned       map[string]time.Time // guarded by mu; see warnOnce
 	leaving      atomic.Bool
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -523,6 +524,18 @@ func (c *Cluster) reconcile(leaderSince, now time.Time) {
 	}
 	c.mu.Unlock()
 	for _, a := range add {
+		// Gossip only proves the member has the gossip key. A voter
+		// that Raft cannot reach still counts towards the quorum, so a
+		// member joins the voters only once it shows, on its Raft
+		// address, a cluster certificate issued for its own name.
+		if err := c.node.mux.probe(a.addr, a.id); err != nil {
+			if c.warnOnce(a.id) {
+				c.log.Warn("not adding a member as voter: its Raft address does not prove it is that node of this cluster",
+					"event", "cluster_voter", "member", a.id, "raft", a.addr, "error", err.Error())
+			}
+			metricProbeFailures.Inc()
+			continue
+		}
 		if err := c.node.AddVoter(a.id, a.addr); err != nil {
 			c.log.Warn("adding voter failed", "event", "cluster_voter", "member", a.id, "error", err.Error())
 			continue
@@ -539,6 +552,21 @@ func (c *Cluster) reconcile(leaderSince, now time.Time) {
 		c.log.Warn("removed voter dead in gossip", "event", "cluster_voter", "action", "removed_dead",
 			"member", r.id, "dead_for", r.deadFor.Round(time.Second).String())
 	}
+}
+
+// warnOnce tells whether to log a repeated problem with member now: at
+// most once a minute per member, since reconcile runs every second.
+func (c *Cluster) warnOnce(member string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.warned == nil {
+		c.warned = map[string]time.Time{}
+	}
+	if time.Since(c.warned[member]) < time.Minute {
+		return false
+	}
+	c.warned[member] = time.Now()
+	return true
 }
 
 // later is the later of the time a member was last seen change state and

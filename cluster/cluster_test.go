@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -38,6 +39,9 @@ type clusterFixture struct {
 	nodes  map[string]*Cluster
 	gossip map[string]string // name → gossip bind address, kept across restarts
 	raftA  map[string]string
+	// certFor, when set for a node, names the node its certificate is
+	// issued for instead (an impostor).
+	certFor map[string]string
 }
 
 func newClusterFixture(t *testing.T, expect int) *clusterFixture {
@@ -92,7 +96,7 @@ func (f *clusterFixture) start(name string, join ...string) *Cluster {
 	c, err := Start(Config{
 		Name: name, Dir: filepath.Join(f.dir, name),
 		GossipBind: f.gossip[name], RaftBind: f.raftA[name],
-		Join: seeds, BootstrapExpect: f.expect, SecretKey: f.key, TLS: f.tls(name),
+		Join: seeds, BootstrapExpect: f.expect, SecretKey: f.key, TLS: f.tls(cmp.Or(f.certFor[name], name)),
 		RemoveDeadAfter: f.dead, ExpireInterval: f.expire,
 		Meta:          Meta{Version: "test", SMTP: "127.0.0.1:25"},
 		ConfigureRaft: fastRaft,
@@ -342,10 +346,19 @@ func TestClusterLeaderIssuesExpiry(t *testing.T) {
 	now := time.Now()
 	live := greylist.Triplet{FirstSeen: now, ExpiresAt: now.Add(time.Hour)}
 	dead := greylist.Triplet{FirstSeen: now, ExpiresAt: now.Add(300 * time.Millisecond)}
-	for k, tr := range map[string]greylist.Triplet{"live": live, "dead": dead} {
-		if err := store.PutTriplet(context.Background(), k, tr); err != nil {
-			t.Fatal(err)
-		}
+	// dead is written first: a node that has live has applied dead too
+	// (the log is applied in order), so its absence later is expiry.
+	if err := store.PutTriplet(context.Background(), "dead", dead); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutTriplet(context.Background(), "live", live); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range f.nodes {
+		waitFor(t, 10*time.Second, name+" has the live triplet", func() bool {
+			_, ok, _ := c.Node().FSM().GetTriplet("live")
+			return ok
+		})
 	}
 	// No node reads the clock to expire: the leader's CmdExpire, carrying
 	// its time, removes the entry everywhere.
@@ -407,5 +420,24 @@ func TestNodePortRefusesWithoutClusterCertificate(t *testing.T) {
 	})
 	if _, ok, _ := c.Node().FSM().GetTriplet("intruder"); ok {
 		t.Fatal("the intruder's write was applied")
+	}
+}
+
+func TestClusterDoesNotAddMemberWithoutItsCertificate(t *testing.T) {
+	f := newClusterFixture(t, 3)
+	f.start("a")
+	f.start("b", "a")
+	f.start("c", "a")
+	l := f.leader()
+	before := testutil.ToFloat64(metricProbeFailures)
+	// d has the gossip key and a certificate of the cluster CA, but one
+	// issued for a: it must not become a voter.
+	f.certFor = map[string]string{"d": "a"}
+	f.start("d", "a")
+	waitFor(t, 10*time.Second, "the leader to refuse d", func() bool {
+		return testutil.ToFloat64(metricProbeFailures) > before
+	})
+	if v := voters(t, l); !sameSet(v, "a", "b", "c") {
+		t.Fatalf("voters %v after an impostor joined gossip", v)
 	}
 }

@@ -60,6 +60,10 @@ var (
 		Name: "mxgate_cluster_tls_handshake_errors_total",
 		Help: "Connections to the node port refused because their TLS handshake failed (no or wrong cluster certificate).",
 	})
+	metricProbeFailures = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "mxgate_cluster_voter_probe_failures_total",
+		Help: "Gossip members the leader did not make voters because their Raft address did not answer with a cluster certificate for their name.",
+	})
 	metricGossipMembers = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mxgate_gossip_members",
 		Help: "Cluster members known to gossip, by state (alive, suspect, dead, left).",

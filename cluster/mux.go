@@ -203,3 +203,30 @@ func (m *mux) dialTagged(addr string, tag byte, deadline time.Time) (net.Conn, e
 	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
+
+// probe checks that the node at addr answers on its node port and, with
+// TLS, presents a certificate of the cluster CA issued for name (its
+// common name). The connection is then closed without a protocol byte.
+func (m *mux) probe(addr, name string) error {
+	deadline := time.Now().Add(probeTimeout)
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if m.clientTLS == nil {
+		return nil
+	}
+	_ = c.SetDeadline(deadline)
+	tc := tls.Client(c, m.clientTLS)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	if cn := tc.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != name {
+		return fmt.Errorf("its certificate is issued for %q", cn)
+	}
+	return nil
+}
+
+const probeTimeout = 3 * time.Second
