@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite and benchmark need on a fresh Debian machine:
-# the real peers (Postfix's smtp-source/smtp-sink, swaks) and staticcheck;
+# the real peers (Postfix's smtp-source/smtp-sink, swaks, Prometheus and
+# promtool for the shipped alert rules) and staticcheck;
 # with --bench also postgrey, the greylisting peer of `make bench`.
 # Idempotent; needs root only when a Debian package is missing.
 set -euo pipefail
@@ -8,6 +9,7 @@ set -euo pipefail
 need=()
 command -v smtp-sink >/dev/null 2>&1 || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ "${1:-}" = --bench ]; then
   command -v postgrey >/dev/null 2>&1 || [ -x /usr/sbin/postgrey ] || need+=(postgrey)
 fi
