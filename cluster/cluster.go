@@ -127,6 +127,7 @@ const (
 	joinRetryMin           = time.Second
 	joinRetryMax           = 30 * time.Second
 	leaveTimeout           = 2 * time.Second
+	bootstrapWaitLog       = 30 * time.Second
 )
 
 // Start binds the gossip and node ports, starts Raft and gossip, and joins
@@ -398,6 +399,7 @@ func (c *Cluster) sleep(d time.Duration) bool {
 func (c *Cluster) bootstrapLoop() {
 	tick := time.NewTicker(reconcileInterval)
 	defer tick.Stop()
+	var lastWaitLog time.Time
 	for !c.node.HasState() {
 		servers, others := c.bootstrapSet()
 		if others {
@@ -418,6 +420,15 @@ func (c *Cluster) bootstrapLoop() {
 				_ = c.ml.UpdateNode(time.Second)
 			}
 			return
+		}
+		if time.Since(lastWaitLog) >= bootstrapWaitLog {
+			lastWaitLog = time.Now()
+			seen := make([]string, len(servers))
+			for i, s := range servers {
+				seen[i] = string(s.ID)
+			}
+			c.log.Warn("waiting for cluster.bootstrap_expect nodes to see each other before forming the cluster; until then greylisting fails open",
+				"event", "cluster_bootstrap", "bootstrap_expect", c.cfg.BootstrapExpect, "seen", seen)
 		}
 		select {
 		case <-c.ctx.Done():
