@@ -191,10 +191,12 @@ func Start(cfg Config) (*Cluster, error) {
 
 	mc, err := c.gossipConfig(advertise)
 	if err != nil {
+		c.cancel()
 		_ = node.Shutdown()
 		return nil, err
 	}
 	if c.ml, err = memberlist.Create(mc); err != nil {
+		c.cancel()
 		_ = node.Shutdown()
 		return nil, fmt.Errorf("cluster: gossip on %s: %w", cfg.GossipBind, err)
 	}
