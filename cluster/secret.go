@@ -3,36 +3,36 @@ package cluster
 import (
 	"encoding/base64"
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/mxgate/mxgate/internal/safefile"
 )
 
-// LoadSecretKey reads the gossip encryption key: base64 (standard
-// encoding) of 16, 24 or 32 bytes (AES-128, -192 or -256), on one line.
-// The file must not be readable by other users: whoever has the key can
-// join the gossip.
+// LoadSecretKey reads the gossip encryption key from path (see
+// ParseSecretKey). The file must not be readable by other users: whoever
+// has the key can join the gossip.
 func LoadSecretKey(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	b, err := safefile.ReadPrivate(path, "gossip key", 1024)
 	if err != nil {
 		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s: mode %v lets other users read the gossip key; chmod 600", path, fi.Mode().Perm())
-	}
-	if fi.Size() > 1024 {
-		return nil, fmt.Errorf("%s: %d bytes is too long for a gossip key", path, fi.Size())
-	}
-	b, err := os.ReadFile(path)
+	key, err := ParseSecretKey(b)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	return key, nil
+}
+
+// ParseSecretKey decodes a gossip key: base64 (standard encoding) of 16,
+// 24 or 32 bytes (AES-128, -192 or -256), what memberlist accepts.
+func ParseSecretKey(data []byte) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
 	if err != nil {
-		return nil, fmt.Errorf("%s: not base64: %w", path, err)
+		return nil, fmt.Errorf("not base64: %w", err)
 	}
 	switch len(key) {
 	case 16, 24, 32:
 		return key, nil
 	}
-	return nil, fmt.Errorf("%s: the key is %d bytes; want 16, 24 or 32 (mxgate cluster tls-init writes a 32-byte key)", path, len(key))
+	return nil, fmt.Errorf("the key is %d bytes; want 16, 24 or 32 (mxgate cluster tls-init writes a 32-byte key)", len(key))
 }

@@ -8,9 +8,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/safefile"
 )
 
 // MemoryStore is the single-node Store: maps in memory, persisted as a JSON
@@ -170,7 +171,7 @@ func (m *MemoryStore) Flush() error {
 	if err != nil {
 		return fmt.Errorf("greylist: encode store: %w", err)
 	}
-	if err := writeFileAtomic(m.path, data); err != nil {
+	if err := safefile.Write(m.path, data, 0o600); err != nil {
 		return fmt.Errorf("greylist: write store %s: %w", m.path, err)
 	}
 	m.flushedGen = gen
@@ -209,37 +210,4 @@ func (m *MemoryStore) Run(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
-}
-
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

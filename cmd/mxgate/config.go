@@ -17,6 +17,7 @@ import (
 
 	"github.com/mxgate/mxgate/cluster"
 	"github.com/mxgate/mxgate/filter/clamav"
+	"github.com/mxgate/mxgate/internal/safefile"
 )
 
 // Config is the node's YAML configuration file. The keys and their meaning
@@ -664,7 +665,8 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 		errs = append(errs, c.Cluster.validate(file, decoded)...)
 	}
 	if c.Admin.TokenFile != "" {
-		tok, err := readSecretFile(c.Admin.TokenFile)
+		b, err := safefile.ReadPrivate(c.Admin.TokenFile, "admin token", 4096)
+		tok := strings.TrimSpace(string(b))
 		if err != nil {
 			bad("admin.token_file", "%v", err)
 		} else if len(tok) < 16 {
@@ -854,21 +856,4 @@ func (c *ClusterConfig) validate(file string, decoded func(...string) bool) Conf
 		}
 	}
 	return errs
-}
-
-// readSecretFile reads a one-line secret, refusing a file that others may
-// read.
-func readSecretFile(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s: mode %v lets other users read it; chmod 600", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/cluster"
+	"github.com/mxgate/mxgate/internal/safefile"
 )
 
 const tlsInitUsage = `Usage: mxgate cluster tls-init -dir DIR -nodes mx1,mx2,mx3 [-hosts 'mx1=10.0.0.1,mx1.example.net;mx2=10.0.0.2'] [-days 3650]
@@ -301,7 +302,7 @@ func tlsInit(o tlsInitOptions, stdout io.Writer) error {
 
 	gossipPath := path(gossipFile)
 	if data, err := os.ReadFile(gossipPath); err == nil {
-		if err := checkGossipKey(data); err != nil {
+		if _, err := cluster.ParseSecretKey(data); err != nil {
 			return fmt.Errorf("%s: %w; remove it to make a new one (and give it to every node)", gossipPath, err)
 		}
 		steps = append(steps, tlsInitStep{path: gossipPath, note: "exists, not overwritten"})
@@ -321,7 +322,7 @@ func tlsInit(o tlsInitOptions, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "kept  %s (%s)\n", s.path, s.note)
 			continue
 		}
-		if err := writeFileAtomic(s.path, s.data, s.perm); err != nil {
+		if err := safefile.Write(s.path, s.data, s.perm); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s (%s)\n", s.path, s.note)
@@ -382,63 +383,6 @@ func certNotAfter(certPEM []byte) (time.Time, error) {
 }
 
 func day(t time.Time) string { return t.UTC().Format(time.DateOnly) }
-
-// checkGossipKey accepts what memberlist accepts: base64 of 16, 24 or 32
-// bytes (AES-128, -192 or -256).
-func checkGossipKey(data []byte) error {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil {
-		return fmt.Errorf("not base64: %w", err)
-	}
-	switch len(key) {
-	case 16, 24, 32:
-		return nil
-	}
-	return fmt.Errorf("key is %d bytes, want 16, 24 or 32", len(key))
-}
-
-// writeFileAtomic writes data to a temporary file in the same directory,
-// fsyncs it and renames it over path, then fsyncs the directory so that the
-// rename itself survives a crash. A reader never sees a partial key.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	// CreateTemp makes the file 0600, so a key is never readable by others,
-	// not even before this Chmod.
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: close: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: open directory: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", path, err)
-	}
-	return nil
-}
 
 // yamlScalar returns s as a YAML flow scalar, quoted when it holds
 // characters that would end or change a plain scalar inside {...}.
