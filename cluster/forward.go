@@ -53,6 +53,13 @@ const (
 	// (see SplitCommand).
 	chunkLifetime = time.Hour
 
+	// noLeaderFastFail: once a node has been without a leader this long,
+	// writes stop waiting for one. An election takes a second or two;
+	// past that the cluster has lost quorum, and every caller waiting out
+	// its deadline (an SMTP session greylisting) only slows mail down
+	// before it fails open or answers 451.
+	noLeaderFastFail = 3 * time.Second
+
 	retryMin = 10 * time.Millisecond
 	retryMax = 500 * time.Millisecond
 )
@@ -89,7 +96,8 @@ func isRetryable(err error) bool {
 // Apply commits cmd through the leader and returns the FSM's response for
 // it (an error response of the FSM is returned as the error). It blocks
 // until the command is applied on the leader or ctx ends: without quorum
-// it fails when ctx does, so callers must give it a deadline.
+// it fails when ctx does, so callers must give it a deadline, or at once
+// with ErrNoLeader once the node has known no leader for noLeaderFastFail.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	if len(cmd) == 0 {
 		return nil, errors.New("cluster: empty command")
@@ -104,7 +112,12 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	backoff := retryMin
 	for {
 		resp, err := n.applyOnce(ctx, cmd)
-		if err == nil || !isRetryable(err) {
+		// Quorum lost rather than an election running: fail now.
+		quorumLost := errors.Is(err, ErrNoLeader) && n.leaderlessFor() > noLeaderFastFail
+		if quorumLost {
+			err = fmt.Errorf("%w for more than %v", ErrNoLeader, noLeaderFastFail)
+		}
+		if err == nil || quorumLost || !isRetryable(err) {
 			if err == nil {
 				metricApplyDuration.Observe(time.Since(start).Seconds())
 			} else {

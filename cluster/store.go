@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/mxgate/mxgate/greylist"
@@ -49,17 +48,7 @@ func (s *GreylistStore) PutNetwork(ctx context.Context, network string, n greyli
 	return s.apply(ctx, EncodePutNetwork(network, n))
 }
 
-// noLeaderFastFail: once a node has been without a leader this long it
-// no longer waits for one on each write. An election takes a second or
-// two; past that, the cluster has lost quorum and every RCPT waiting out
-// WriteTimeout would only slow mail down before greylisting fails open.
-const noLeaderFastFail = 3 * time.Second
-
 func (s *GreylistStore) apply(ctx context.Context, cmd []byte) error {
-	if s.node.leaderlessFor() > noLeaderFastFail {
-		metricApplyErrors.Inc()
-		return fmt.Errorf("greylist write: %w (for more than %v)", ErrNoLeader, noLeaderFastFail)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		timeout := s.WriteTimeout
 		if timeout <= 0 {
