@@ -173,6 +173,7 @@ func (c *Cluster) updateMetrics() {
 	metricAppliedIndex.Set(float64(s.AppliedIndex))
 	metricVoters.Set(float64(s.Voters))
 	metricFSMSize.Set(float64(s.FSMSizeBytes))
+	metricIgnoredCommands.Set(float64(c.node.fsm.IgnoredCommands()))
 	if d, err := time.ParseDuration(s.LastContact); err == nil {
 		metricLastContact.Set(d.Seconds())
 	}

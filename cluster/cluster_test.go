@@ -142,6 +142,18 @@ func (f *clusterFixture) leader() *Cluster {
 	return l
 }
 
+// waitTriplet waits until every running node's local state has (or, with
+// present false, no longer has) the triplet key.
+func (f *clusterFixture) waitTriplet(key string, present bool) {
+	f.t.Helper()
+	for name, c := range f.nodes {
+		waitFor(f.t, 10*time.Second, fmt.Sprintf("%s: triplet %s present=%v", name, key, present), func() bool {
+			_, ok, _ := c.Node().FSM().GetTriplet(key)
+			return ok == present
+		})
+	}
+}
+
 func voters(t *testing.T, c *Cluster) map[string]bool {
 	t.Helper()
 	servers, err := c.Node().Configuration()
@@ -184,12 +196,7 @@ func TestClusterBootstrapsFromGossip(t *testing.T) {
 	if err := store.PutTriplet(context.Background(), "k1", tr); err != nil {
 		t.Fatal(err)
 	}
-	for name, c := range f.nodes {
-		waitFor(t, 5*time.Second, name+" has k1", func() bool {
-			_, ok, _ := c.Node().FSM().GetTriplet("k1")
-			return ok
-		})
-	}
+	f.waitTriplet("k1", true)
 
 	ms := l.Members()
 	if len(ms) != 3 {
@@ -354,19 +361,11 @@ func TestClusterLeaderIssuesExpiry(t *testing.T) {
 	if err := store.PutTriplet(context.Background(), "live", live); err != nil {
 		t.Fatal(err)
 	}
-	for name, c := range f.nodes {
-		waitFor(t, 10*time.Second, name+" has the live triplet", func() bool {
-			_, ok, _ := c.Node().FSM().GetTriplet("live")
-			return ok
-		})
-	}
+	f.waitTriplet("live", true)
 	// No node reads the clock to expire: the leader's CmdExpire, carrying
 	// its time, removes the entry everywhere.
+	f.waitTriplet("dead", false)
 	for name, c := range f.nodes {
-		waitFor(t, 10*time.Second, name+" expired the dead triplet", func() bool {
-			_, ok, _ := c.Node().FSM().GetTriplet("dead")
-			return !ok
-		})
 		if _, ok, _ := c.Node().FSM().GetTriplet("live"); !ok {
 			t.Errorf("%s lost the live triplet", name)
 		}

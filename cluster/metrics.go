@@ -56,6 +56,10 @@ var (
 		Help:    "Time to write a snapshot of the replicated state.",
 		Buckets: prometheus.ExponentialBuckets(.001, 4, 10),
 	})
+	metricIgnoredCommands = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "mxgate_raft_ignored_commands",
+		Help: "Log entries of unknown ignorable types this node skipped since it started: a newer mxgate version writes to the cluster.",
+	})
 	metricTLSHandshakeErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "mxgate_cluster_tls_handshake_errors_total",
 		Help: "Connections to the node port refused because their TLS handshake failed (no or wrong cluster certificate).",

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -271,16 +270,6 @@ func (n *Node) AddVoter(id, addr string) error {
 // can.
 func (n *Node) RemoveServer(id string) error {
 	return n.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout).Error()
-}
-
-// Stats is Raft's statistics plus the node's ID, the leader and the FSM
-// file size.
-func (n *Node) Stats() map[string]string {
-	s := n.raft.Stats()
-	s["id"] = n.id
-	s["leader_id"], s["leader_addr"] = n.Leader()
-	s["fsm_size"] = strconv.FormatInt(n.fsm.Size(), 10)
-	return s
 }
 
 // HasState reports whether the node has any Raft state: it bootstrapped,

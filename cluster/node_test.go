@@ -340,10 +340,10 @@ func TestNodeSnapshotAndNewVoter(t *testing.T) {
 	}
 	tc.waitTriplet("k19", triplet(t0.Add(time.Hour)))
 	waitFor(t, 10*time.Second, "newcomer restored a snapshot", func() bool {
-		return n.Stats()["last_snapshot_index"] != "0"
+		return n.raft.Stats()["last_snapshot_index"] != "0"
 	})
-	if s := n.Stats(); s["leader_id"] != tc.cfgs[leader].ID || s["id"] != "node3" {
-		t.Fatalf("stats: %v", s)
+	if id, _ := n.Leader(); id != tc.cfgs[leader].ID || n.ID() != "node3" {
+		t.Fatalf("newcomer %s sees leader %q", n.ID(), id)
 	}
 
 	if err := tc.nodes[leader].RemoveServer(cfg.ID); err != nil {

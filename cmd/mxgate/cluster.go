@@ -28,7 +28,7 @@ import (
 
 // startCluster starts gossip and Raft for a node whose configuration has a
 // cluster section.
-func startCluster(cfg *Config, smtpAddr, relayAddr, httpAddr string, logger *slog.Logger) (*cluster.Cluster, error) {
+func startCluster(cfg *Config, logger *slog.Logger) (*cluster.Cluster, error) {
 	c := cfg.Cluster
 	tune, err := raftTuning(os.Getenv)
 	if err != nil {
@@ -45,7 +45,7 @@ func startCluster(cfg *Config, smtpAddr, relayAddr, httpAddr string, logger *slo
 		SecretKey:       c.secretKey,
 		TLS:             c.tls,
 		RemoveDeadAfter: c.RemoveDeadAfter.D(),
-		Meta:            cluster.Meta{Version: version, SMTP: smtpAddr, Relay: relayAddr, HTTP: httpAddr},
+		Meta:            cluster.Meta{Version: version, SMTP: cfg.Listen.Inbound, Relay: cfg.Listen.Relay, HTTP: cfg.Listen.HTTP},
 		Logger:          logger,
 		ConfigureRaft:   tune,
 	})

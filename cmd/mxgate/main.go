@@ -177,7 +177,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 	var cl *cluster.Cluster
 	if cfg.clustered {
-		cl, err = startCluster(cfg, cfg.Listen.Inbound, cfg.Listen.Relay, cfg.Listen.HTTP, logger)
+		cl, err = startCluster(cfg, logger)
 		if err != nil {
 			return err
 		}
