@@ -182,19 +182,9 @@ func (m *mux) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, er
 }
 
 func (m *mux) dialTagged(addr string, tag byte, deadline time.Time) (net.Conn, error) {
-	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial("tcp", addr)
+	c, err := m.dial(addr, deadline)
 	if err != nil {
 		return nil, err
-	}
-	_ = c.SetDeadline(deadline)
-	if m.clientTLS != nil {
-		tc := tls.Client(c, m.clientTLS)
-		if err := tc.Handshake(); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("cluster: TLS with %s: %w", addr, err)
-		}
-		c = tc
 	}
 	if _, err := c.Write([]byte{tag}); err != nil {
 		c.Close()
@@ -204,27 +194,39 @@ func (m *mux) dialTagged(addr string, tag byte, deadline time.Time) (net.Conn, e
 	return c, nil
 }
 
+// dial connects to a node port and, with TLS, completes the handshake;
+// the connection keeps deadline until the caller clears it.
+func (m *mux) dial(addr string, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(deadline)
+	if m.clientTLS == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, m.clientTLS)
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cluster: TLS with %s: %w", addr, err)
+	}
+	return tc, nil
+}
+
 // probe checks that the node at addr answers on its node port and, with
 // TLS, presents a certificate of the cluster CA issued for name (its
 // common name). The connection is then closed without a protocol byte.
 func (m *mux) probe(addr, name string) error {
-	deadline := time.Now().Add(probeTimeout)
-	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial("tcp", addr)
+	c, err := m.dial(addr, time.Now().Add(probeTimeout))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if m.clientTLS == nil {
-		return nil
-	}
-	_ = c.SetDeadline(deadline)
-	tc := tls.Client(c, m.clientTLS)
-	if err := tc.Handshake(); err != nil {
-		return fmt.Errorf("TLS: %w", err)
-	}
-	if cn := tc.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != name {
-		return fmt.Errorf("its certificate is issued for %q", cn)
+	if tc, ok := c.(*tls.Conn); ok {
+		if cn := tc.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != name {
+			return fmt.Errorf("its certificate is issued for %q", cn)
+		}
 	}
 	return nil
 }
