@@ -45,6 +45,15 @@ type Config struct {
 	PerIPConnections int
 	CommandTimeout   time.Duration
 	DataTimeout      time.Duration
+	// ConnLimitExempt lists the client networks that per_ip_connections
+	// does not apply to (by default mynetworks: the backends send all
+	// their outgoing mail from a few addresses).
+	ConnLimitExempt []netip.Prefix
+	// HardErrorLimit ends a session with 421 after this many 4xx/5xx
+	// replies; JunkCommandLimit after this many NOOP, RSET, VRFY, HELP
+	// or ETRN commands. Both counters restart when a message is accepted.
+	HardErrorLimit   int
+	JunkCommandLimit int
 	// Scanner is clamd; nil disables virus scanning.
 	Scanner *clamav.Client
 	// ScanOnErrorAccept delivers a message clamd could not scan (with a
