@@ -45,8 +45,9 @@ type Config struct {
 	// and gossip and keeps greylist state in the replicated store.
 	clustered bool
 	// Parsed forms, filled by validate.
-	myNetworks    []netip.Prefix
-	greyAllowNets []netip.Prefix
+	myNetworks      []netip.Prefix
+	greyAllowNets   []netip.Prefix
+	connLimitExempt []netip.Prefix
 }
 
 // NodeConfig names this node and where it keeps its state.
@@ -80,6 +81,11 @@ type LimitsConfig struct {
 	CommandTimeout    Duration `yaml:"command_timeout"`
 	DataTimeout       Duration `yaml:"data_timeout"`
 	ShutdownGraceTime Duration `yaml:"shutdown_grace"`
+	HardErrorLimit    int      `yaml:"hard_error_limit"`
+	JunkCommandLimit  int      `yaml:"junk_command_limit"`
+	// ConnLimitExempt: nil (not set) means mynetworks; an empty list
+	// exempts nobody.
+	ConnLimitExempt []string `yaml:"connection_limit_exempt"`
 }
 
 // QueueConfig is the delivery queue's retry policy.
@@ -437,6 +443,8 @@ func defaultConfig() *Config {
 			CommandTimeout:    Duration(5 * time.Minute),  // RFC 5321 §4.5.3.2.7
 			DataTimeout:       Duration(10 * time.Minute), // RFC 5321 §4.5.3.2.6
 			ShutdownGraceTime: Duration(30 * time.Second),
+			HardErrorLimit:    20,  // Postfix smtpd_hard_error_limit
+			JunkCommandLimit:  100, // Postfix smtpd_junk_command_limit
 		},
 		Queue: QueueConfig{
 			Lifetime: Duration(5 * 24 * time.Hour),
@@ -570,6 +578,25 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	}
 	if c.Limits.PerIPConnections > c.Limits.MaxConnections && decoded("limits.per_ip_connections", "limits.max_connections") {
 		bad("limits.per_ip_connections", "%d is more than limits.max_connections (%d)", c.Limits.PerIPConnections, c.Limits.MaxConnections)
+	}
+	if c.Limits.HardErrorLimit < 1 || c.Limits.HardErrorLimit > 1000000 {
+		bad("limits.hard_error_limit", "%d: want 1 to 1000000 (4xx and 5xx replies before the session is closed)", c.Limits.HardErrorLimit)
+	}
+	if c.Limits.JunkCommandLimit < 1 || c.Limits.JunkCommandLimit > 1000000 {
+		bad("limits.junk_command_limit", "%d: want 1 to 1000000 (NOOP, RSET, VRFY, HELP and ETRN commands before the session is closed)", c.Limits.JunkCommandLimit)
+	}
+	if c.Limits.ConnLimitExempt == nil {
+		c.connLimitExempt = c.myNetworks
+	} else {
+		c.connLimitExempt = []netip.Prefix{}
+		for i, n := range c.Limits.ConnLimitExempt {
+			p, err := parsePrefix(n)
+			if err != nil {
+				bad(fmt.Sprintf("limits.connection_limit_exempt[%d]", i), "%v", err)
+				continue
+			}
+			c.connLimitExempt = append(c.connLimitExempt, p)
+		}
 	}
 	if c.Limits.CommandTimeout.D() < time.Second {
 		bad("limits.command_timeout", "must be at least 1s")

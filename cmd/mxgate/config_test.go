@@ -120,3 +120,50 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionLimitKeys(t *testing.T) {
+	base := `node: {name: mx1, data_dir: /tmp/x}
+hostname: mx1.example.net
+mynetworks: ["10.0.0.0/24", "192.0.2.7"]
+`
+	cfg, err := ParseConfig("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limits.HardErrorLimit != 20 || cfg.Limits.JunkCommandLimit != 100 {
+		t.Errorf("defaults: hard_error_limit %d, junk_command_limit %d; want 20 and 100", cfg.Limits.HardErrorLimit, cfg.Limits.JunkCommandLimit)
+	}
+	if len(cfg.connLimitExempt) != 2 || cfg.connLimitExempt[0].String() != "10.0.0.0/24" || cfg.connLimitExempt[1].String() != "192.0.2.7/32" {
+		t.Errorf("connection_limit_exempt unset = %v, want mynetworks", cfg.connLimitExempt)
+	}
+
+	cfg, err = ParseConfig("c.yaml", []byte(base+"limits: {hard_error_limit: 3, junk_command_limit: 7, connection_limit_exempt: []}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limits.HardErrorLimit != 3 || cfg.Limits.JunkCommandLimit != 7 {
+		t.Errorf("hard_error_limit %d, junk_command_limit %d; want 3 and 7", cfg.Limits.HardErrorLimit, cfg.Limits.JunkCommandLimit)
+	}
+	if cfg.connLimitExempt == nil || len(cfg.connLimitExempt) != 0 {
+		t.Errorf("connection_limit_exempt: [] = %v, want an empty list (nobody exempt)", cfg.connLimitExempt)
+	}
+
+	cfg, err = ParseConfig("c.yaml", []byte(base+"limits: {connection_limit_exempt: [\"2001:db8::/32\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.connLimitExempt) != 1 || cfg.connLimitExempt[0].String() != "2001:db8::/32" {
+		t.Errorf("connection_limit_exempt = %v, want [2001:db8::/32]", cfg.connLimitExempt)
+	}
+
+	_, err = ParseConfig("c.yaml", []byte(base+"limits:\n  hard_error_limit: 0\n  junk_command_limit: -1\n  connection_limit_exempt: [\"10.0.0.1/8\"]\n"))
+	for _, want := range []string{
+		"c.yaml:5: limits.hard_error_limit: 0: want 1 to",
+		"c.yaml:6: limits.junk_command_limit: -1: want 1 to",
+		"c.yaml:7: limits.connection_limit_exempt[0]: \"10.0.0.1/8\" has host bits set",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error\n%v\ndoes not contain\n%s", err, want)
+		}
+	}
+}
