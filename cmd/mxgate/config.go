@@ -2,15 +2,22 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"math"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -187,11 +194,19 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// maxDuration is the longest duration that fits time.Duration (int64
+// nanoseconds), about 106751 days.
+const maxDuration = time.Duration(math.MaxInt64)
+
 func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, errors.New("empty duration")
 	}
+	if len(s) > 64 {
+		return 0, fmt.Errorf("invalid duration %.64q...: too long", s)
+	}
+	outOfRange := fmt.Errorf("duration %q is out of range (at most %s)", s, formatDuration(maxDuration.Truncate(24*time.Hour)))
 	var total time.Duration
 	rest := s
 	// Leading day/week components; the remainder goes to time.ParseDuration.
@@ -203,15 +218,22 @@ func parseDuration(s string) (time.Duration, error) {
 		if i == 0 || i == len(rest) || (rest[i] != 'd' && rest[i] != 'w') {
 			break
 		}
-		n, err := strconv.ParseInt(rest[:i], 10, 32)
+		n, err := strconv.ParseInt(rest[:i], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q", s)
+			return 0, outOfRange
 		}
 		unit := 24 * time.Hour
 		if rest[i] == 'w' {
 			unit *= 7
 		}
-		total += time.Duration(n) * unit
+		if n > int64(maxDuration/unit) {
+			return 0, outOfRange
+		}
+		v := time.Duration(n) * unit
+		if total > maxDuration-v {
+			return 0, outOfRange
+		}
+		total += v
 		rest = rest[i+1:]
 	}
 	if strings.HasPrefix(rest, "-") || strings.HasPrefix(s, "-") {
@@ -220,14 +242,75 @@ func parseDuration(s string) (time.Duration, error) {
 	if rest != "" {
 		v, err := time.ParseDuration(rest)
 		if err != nil {
+			if syntaxOK(rest) {
+				// time.ParseDuration's only other failure: the value
+				// does not fit in int64 nanoseconds.
+				return 0, outOfRange
+			}
 			return 0, fmt.Errorf("invalid duration %q (use units s, m, h, d, w: 30s, 5m, 48h, 7d)", s)
+		}
+		if v < 0 {
+			return 0, fmt.Errorf("negative duration %q", s)
+		}
+		if total > maxDuration-v {
+			return 0, outOfRange
 		}
 		total += v
 	}
-	if total < 0 {
-		return 0, fmt.Errorf("negative duration %q", s)
-	}
 	return total, nil
+}
+
+// syntaxOK reports whether s is a sequence of decimal numbers, each with a
+// unit time.ParseDuration knows: then a parse error means overflow.
+func syntaxOK(s string) bool {
+	units := []string{"ns", "us", "µs", "μs", "ms", "s", "m", "h"}
+	for s != "" {
+		i := 0
+		for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+			i++
+		}
+		if i == 0 {
+			return false
+		}
+		s = s[i:]
+		found := false
+		for _, u := range units {
+			if strings.HasPrefix(s, u) {
+				s, found = s[len(u):], true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// formatDuration writes a duration the way the configuration does: 30d,
+// 1h, 90s, 1d12h.
+func formatDuration(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	if days := d / (24 * time.Hour); days > 0 {
+		fmt.Fprintf(&b, "%dd", days)
+		d -= days * 24 * time.Hour
+	}
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if n := d / u.unit; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			d -= n * u.unit
+		}
+	}
+	if d > 0 {
+		b.WriteString(d.String())
+	}
+	return b.String()
 }
 
 // ConfigError is one problem in a config file, located by key and line.
@@ -499,6 +582,8 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	}
 	if c.Node.DataDir == "" {
 		bad("node.data_dir", "required: where the spool and state live")
+	} else if err := checkDataDir(c.Node.DataDir); err != nil {
+		bad("node.data_dir", "%v", err)
 	}
 	if c.Hostname == "" {
 		bad("hostname", "required: the name used in the banner, EHLO and Received headers")
@@ -554,11 +639,10 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls", "cert and key go together: set both, or neither for a self-signed certificate")
 	}
-	for key, p := range map[string]string{"tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key} {
-		if p != "" {
-			if _, err := os.Stat(p); err != nil {
-				bad(key, "%v", err)
-			}
+	if c.TLS.Cert != "" && c.TLS.Key != "" {
+		key, err := checkTLSPair(c.TLS.Cert, c.TLS.Key)
+		if err != nil {
+			bad(key, "%v", err)
 		}
 	}
 	if c.TLS.MinVersion != "1.2" && c.TLS.MinVersion != "1.3" {
@@ -598,14 +682,12 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 			c.connLimitExempt = append(c.connLimitExempt, p)
 		}
 	}
-	if c.Limits.CommandTimeout.D() < time.Second {
-		bad("limits.command_timeout", "must be at least 1s")
-	}
-	if c.Limits.DataTimeout.D() < time.Second {
-		bad("limits.data_timeout", "must be at least 1s")
-	}
-	if c.Queue.RetryMin.D() <= 0 {
-		bad("queue.retry_min", "must be positive")
+	// Every duration key has a range: a typo of a unit (5d for 5m) or a
+	// value past what the code expects is caught here, not at 3 a.m.
+	for _, r := range durationRanges(c) {
+		if v := r.v.D(); v < r.min || v > r.max {
+			bad(r.key, "%s: want %s to %s%s", formatDuration(v), formatDuration(r.min), formatDuration(r.max), r.why)
+		}
 	}
 	if c.Queue.RetryMax.D() < c.Queue.RetryMin.D() && decoded("queue.retry_min", "queue.retry_max") {
 		bad("queue.retry_max", "%v is less than queue.retry_min (%v)", c.Queue.RetryMax.D(), c.Queue.RetryMin.D())
@@ -621,23 +703,14 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 			bad("clamav.address", "%v", err)
 		}
 	}
-	if c.ClamAV.Timeout.D() < time.Second {
-		bad("clamav.timeout", "must be at least 1s")
-	}
 	if c.ClamAV.OnError != "tempfail" && c.ClamAV.OnError != "accept" {
 		bad("clamav.on_error", "%q: want tempfail (answer 451 when a message cannot be scanned) or accept (deliver it with a header saying it was not scanned)", c.ClamAV.OnError)
 	}
 	if c.ClamAV.MaxConnections < 1 || c.ClamAV.MaxConnections > 1000 {
 		bad("clamav.max_connections", "%d: want 1 to 1000 (at most clamd's MaxThreads)", c.ClamAV.MaxConnections)
 	}
-	if c.Greylist.Delay.D() <= 0 {
-		bad("greylist.delay", "must be positive")
-	}
 	if c.Greylist.RetryWindow.D() <= c.Greylist.Delay.D() && decoded("greylist.delay", "greylist.retry_window") {
 		bad("greylist.retry_window", "%v must be longer than greylist.delay (%v)", c.Greylist.RetryWindow.D(), c.Greylist.Delay.D())
-	}
-	if c.Greylist.Lifetime.D() <= 0 {
-		bad("greylist.lifetime", "must be positive")
 	}
 	if c.Greylist.NetmaskV4 < 8 || c.Greylist.NetmaskV4 > 32 {
 		bad("greylist.netmask_v4", "%d: want 8 to 32", c.Greylist.NetmaskV4)
@@ -708,6 +781,136 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Key < errs[j].Key })
 	return errs
+}
+
+// durationRange is the accepted range of one duration key.
+type durationRange struct {
+	key      string
+	v        Duration
+	min, max time.Duration
+	why      string
+}
+
+const oneDay = 24 * time.Hour
+
+// durationRanges lists every duration key of the file with its bounds
+// (the README's table of durations says the same).
+func durationRanges(c *Config) []durationRange {
+	r := []durationRange{
+		{"limits.command_timeout", c.Limits.CommandTimeout, time.Second, time.Hour, " (RFC 5321 asks for 5m)"},
+		{"limits.data_timeout", c.Limits.DataTimeout, time.Second, time.Hour, " (RFC 5321 asks for 10m per read)"},
+		{"limits.shutdown_grace", c.Limits.ShutdownGraceTime, 0, time.Hour, ""},
+		{"queue.retry_min", c.Queue.RetryMin, time.Second, oneDay, ""},
+		{"queue.retry_max", c.Queue.RetryMax, time.Second, oneDay, ""},
+		{"queue.lifetime", c.Queue.Lifetime, time.Minute, 30 * oneDay, " (RFC 5321 asks for 4d to 5d)"},
+		{"clamav.timeout", c.ClamAV.Timeout, time.Second, time.Hour, ""},
+		{"greylist.delay", c.Greylist.Delay, time.Second, oneDay, ""},
+		{"greylist.retry_window", c.Greylist.RetryWindow, time.Second, 30 * oneDay, ""},
+		{"greylist.lifetime", c.Greylist.Lifetime, time.Hour, 365 * oneDay, ""},
+	}
+	if c.clustered {
+		r = append(r, durationRange{"cluster.remove_dead_after", c.Cluster.RemoveDeadAfter, time.Second, 365 * oneDay,
+			" (how long a voter may be dead before the leader removes it)"})
+	}
+	return r
+}
+
+// maxPEMBytes bounds a certificate chain or key file: they are read whole.
+const maxPEMBytes = 1 << 20
+
+// readPEMFile reads a PEM file of at most maxPEMBytes and checks that it
+// holds a block of one of the wanted types.
+func readPEMFile(path, what string, types ...string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPEMBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxPEMBytes {
+		return nil, fmt.Errorf("%s: more than %d bytes, not a PEM %s", path, maxPEMBytes, what)
+	}
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return nil, fmt.Errorf("%s: no PEM %s in the file (want a block %s)", path, what, strings.Join(types, " or "))
+		}
+		for _, t := range types {
+			if b.Type == t {
+				return data, nil
+			}
+		}
+	}
+}
+
+// checkTLSPair reads the STARTTLS certificate and key as serve will, and
+// returns the key to blame with the problem.
+func checkTLSPair(certFile, keyFile string) (string, error) {
+	certPEM, err := readPEMFile(certFile, "certificate", "CERTIFICATE")
+	if err != nil {
+		return "tls.cert", err
+	}
+	keyPEM, err := readPEMFile(keyFile, "private key", "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
+	if err != nil {
+		return "tls.key", err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		if strings.Contains(err.Error(), "does not match") {
+			return "tls.key", fmt.Errorf("%s does not match the certificate in %s", keyFile, certFile)
+		}
+		return "tls", fmt.Errorf("%s and %s: %w", certFile, keyFile, err)
+	}
+	if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+		return "tls.cert", fmt.Errorf("%s expired on %s", certFile, leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
+	return "", nil
+}
+
+// checkDataDir checks that the data directory is a directory this process
+// may write in, or can be created: serve makes it if it is missing.
+func checkDataDir(dir string) error {
+	p := filepath.Clean(dir)
+	for {
+		st, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			// Walk up to what exists: a file there is the problem.
+			parent := filepath.Dir(p)
+			if parent == p {
+				return fmt.Errorf("%s: cannot be created", dir)
+			}
+			p = parent
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !st.IsDir() {
+			if p == filepath.Clean(dir) {
+				return fmt.Errorf("%s is a file, not a directory", dir)
+			}
+			return fmt.Errorf("%s cannot be created: %s is a file, not a directory", dir, p)
+		}
+		const wOK, xOK = 2, 1 // access(2)
+		if err := syscall.Access(p, wOK|xOK); err != nil {
+			if p == filepath.Clean(dir) {
+				return fmt.Errorf("%s is not writable: %w", dir, err)
+			}
+			return fmt.Errorf("%s cannot be created in %s: %w", dir, p, err)
+		}
+		return nil
+	}
 }
 
 func checkListenAddr(addr string) error {
@@ -850,9 +1053,6 @@ func (c *ClusterConfig) validate(file string, decoded func(...string) bool) Conf
 	}
 	if c.BootstrapExpect > 1 && len(c.Join) == 0 && decoded("cluster.join") {
 		bad("cluster.join", "required with bootstrap_expect %d: the gossip addresses of the other nodes", c.BootstrapExpect)
-	}
-	if c.RemoveDeadAfter.D() < time.Second {
-		bad("cluster.remove_dead_after", "%v: want at least 1s (how long a voter may be dead before the leader removes it)", c.RemoveDeadAfter.D())
 	}
 	if c.SecretFile == "" {
 		bad("cluster.secret_file", "required: the gossip encryption key (mxgate cluster tls-init writes one)")

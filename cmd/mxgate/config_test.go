@@ -1,14 +1,24 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 const goodConfig = `
-node: {name: mx1, data_dir: /var/lib/mxgate}
+node: {name: mx1, data_dir: /tmp/mxgate-config-test}
 listen: {inbound: ":25", relay: ":26", submission: "", http: ":8025"}
 hostname: mx1.example.net
 domains: [Example.COM]
@@ -164,6 +174,149 @@ mynetworks: ["10.0.0.0/24", "192.0.2.7"]
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error\n%v\ndoes not contain\n%s", err, want)
+		}
+	}
+}
+
+// TestDurationOverflow: a duration that does not fit int64 nanoseconds is
+// an error naming the key, never a value wrapped around.
+func TestDurationOverflow(t *testing.T) {
+	for _, in := range []string{"213504d", "106752d", "15251w", "99999999999999999999d", "9999999999999h", "106751d24h", "100000d100000d"} {
+		if got, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an out-of-range error", in, got)
+		} else if !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("parseDuration(%q): %v; want it to say out of range", in, err)
+		}
+	}
+	if got, err := parseDuration("106751d"); err != nil || got != 106751*24*time.Hour {
+		t.Errorf("parseDuration(106751d) = %v, %v", got, err)
+	}
+	_, err := ParseConfig("c.yaml", []byte("node: {name: mx1, data_dir: /tmp/x}\nhostname: mx1.example.net\nlimits:\n  command_timeout: 213504d\n"))
+	if err == nil || !strings.Contains(err.Error(), `c.yaml:4: limits.command_timeout: duration "213504d" is out of range`) {
+		t.Errorf("error %v, want c.yaml:4: limits.command_timeout: ... out of range", err)
+	}
+}
+
+// TestDurationRanges: every duration key has bounds; each value outside
+// them is one line naming the key and the range.
+func TestDurationRanges(t *testing.T) {
+	base := "node: {name: mx1, data_dir: /tmp/x}\nhostname: mx1.example.net\n"
+	for _, tc := range []struct{ section, key, value, want string }{
+		{"limits", "command_timeout", "2h", "limits.command_timeout: 2h: want 1s to 1h"},
+		{"limits", "command_timeout", "0s", "limits.command_timeout: 0s: want 1s to 1h"},
+		{"limits", "data_timeout", "1d", "limits.data_timeout: 1d: want 1s to 1h"},
+		{"limits", "shutdown_grace", "2h", "limits.shutdown_grace: 2h: want 0s to 1h"},
+		{"queue", "retry_min", "0s", "queue.retry_min: 0s: want 1s to 1d"},
+		{"queue", "retry_max", "2d", "queue.retry_max: 2d: want 1s to 1d"},
+		{"queue", "lifetime", "31d", "queue.lifetime: 31d: want 1m to 30d"},
+		{"clamav", "timeout", "500ms", "clamav.timeout: 500ms: want 1s to 1h"},
+		{"greylist", "delay", "2d", "greylist.delay: 2d: want 1s to 1d"},
+		{"greylist", "retry_window", "5w", "greylist.retry_window: 35d: want 1s to 30d"},
+		{"greylist", "lifetime", "366d", "greylist.lifetime: 366d: want 1h to 365d"},
+	} {
+		text := base + tc.section + ":\n  " + tc.key + ": " + tc.value + "\n"
+		_, err := ParseConfig("c.yaml", []byte(text))
+		want := "c.yaml:4: " + tc.want
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s.%s: %s: error\n%v\nwant\n%s", tc.section, tc.key, tc.value, err, want)
+		}
+	}
+	// The bounds themselves are accepted.
+	ok := base + "limits: {command_timeout: 1h, data_timeout: 1s, shutdown_grace: 0s}\n" +
+		"queue: {retry_min: 1s, retry_max: 1d, lifetime: 30d}\n" +
+		"greylist: {delay: 1d, retry_window: 30d, lifetime: 365d}\nclamav: {timeout: 1h}\n"
+	if _, err := ParseConfig("c.yaml", []byte(ok)); err != nil {
+		t.Errorf("bounds refused:\n%v", err)
+	}
+}
+
+// writeTestPair writes a self-signed certificate and its key as PEM.
+func writeTestPair(t *testing.T, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx1.example.net"},
+		DNSNames:     []string{"mx1.example.net"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestTLSFilesChecked: check-config reads the STARTTLS certificate and key
+// and names the key whose file is wrong.
+func TestTLSFilesChecked(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeTestPair(t, dir, "a")
+	_, otherKey := writeTestPair(t, dir, "b")
+	notPEM := filepath.Join(dir, "notpem")
+	if err := os.WriteFile(notPEM, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(c, k string) []byte {
+		return []byte("node: {name: mx1, data_dir: " + strconv.Quote(filepath.Join(dir, "data")) + "}\nhostname: mx1.example.net\n" +
+			"tls: {cert: " + strconv.Quote(c) + ", key: " + strconv.Quote(k) + "}\n")
+	}
+	if _, err := ParseConfig("c.yaml", conf(cert, key)); err != nil {
+		t.Fatalf("good pair refused:\n%v", err)
+	}
+	for _, tc := range []struct{ name, cert, key, want string }{
+		{"missing cert", filepath.Join(dir, "none.crt"), key, "c.yaml:3: tls.cert: open " + filepath.Join(dir, "none.crt") + ": no such file or directory"},
+		{"directory as key", cert, dir, "c.yaml:3: tls.key: " + dir + ": not a regular file"},
+		{"key not PEM", cert, notPEM, "c.yaml:3: tls.key: " + notPEM + ": no PEM private key"},
+		{"cert not PEM", notPEM, key, "c.yaml:3: tls.cert: " + notPEM + ": no PEM certificate"},
+		{"key is a certificate", cert, cert, "c.yaml:3: tls.key: " + cert + ": no PEM private key"},
+		{"key of another cert", cert, otherKey, "c.yaml:3: tls.key: " + otherKey + " does not match the certificate in " + cert},
+	} {
+		_, err := ParseConfig("c.yaml", conf(tc.cert, tc.key))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error\n%v\nwant\n%s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestDataDirChecked: node.data_dir must be a directory that can be
+// written, or created.
+func TestDataDirChecked(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(d string) []byte {
+		return []byte("node:\n  name: mx1\n  data_dir: " + strconv.Quote(d) + "\nhostname: mx1.example.net\n")
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "new", "deeper")} {
+		if _, err := ParseConfig("c.yaml", conf(d)); err != nil {
+			t.Errorf("data_dir %s refused:\n%v", d, err)
+		}
+	}
+	for d, want := range map[string]string{
+		file:                         "c.yaml:3: node.data_dir: " + file + " is a file, not a directory",
+		filepath.Join(file, "spool"): "c.yaml:3: node.data_dir: " + filepath.Join(file, "spool") + " cannot be created: " + file + " is a file",
+	} {
+		_, err := ParseConfig("c.yaml", conf(d))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("data_dir %s: error\n%v\nwant\n%s", d, err, want)
 		}
 	}
 }
