@@ -33,6 +33,9 @@ type nodeOptions struct {
 	maxRecipients    int
 	perIPConnections int
 	maxConnections   int
+	// limits is added to the limits section as YAML flow entries, e.g.
+	// "command_timeout: 2s, hard_error_limit: 5".
+	limits string
 	// clamav is the clamav.address; empty starts a real clamd with the
 	// test signatures for this node (every message is scanned, as in
 	// production).
@@ -149,8 +152,12 @@ func (n *node) configYAML(o nodeOptions) string {
 		o.mynetworks = []string{"10.9.9.0/24"}
 	}
 	fmt.Fprintf(&b, "mynetworks: [%s]\n", quoteList(o.mynetworks))
-	fmt.Fprintf(&b, "limits: {max_message_bytes: %d, max_recipients: %d, per_ip_connections: %d, max_connections: %d}\n",
-		o.maxMessageBytes, o.maxRecipients, o.perIPConnections, o.maxConnections)
+	extra := ""
+	if o.limits != "" {
+		extra = ", " + o.limits
+	}
+	fmt.Fprintf(&b, "limits: {max_message_bytes: %d, max_recipients: %d, per_ip_connections: %d, max_connections: %d%s}\n",
+		o.maxMessageBytes, o.maxRecipients, o.perIPConnections, o.maxConnections, extra)
 	fmt.Fprintf(&b, "queue: {retry_min: 1s, retry_max: 2s, lifetime: 1h}\n")
 	fmt.Fprintf(&b, "clamav: {address: %q, timeout: 10s}\n", o.clamav)
 	if o.greylist == "" {

@@ -20,6 +20,13 @@ var errBareCR = errors.New("bare CR in message data")
 var errTooManyHops = errors.New("too many Received headers")
 var errTooLarge = errors.New("message too large")
 
+// spoolWriteError is a failure to write the message into the spool (a full
+// or read-only disk), as opposed to a failure to read it from the client.
+type spoolWriteError struct{ err error }
+
+func (e *spoolWriteError) Error() string { return "write to the spool: " + e.err.Error() }
+func (e *spoolWriteError) Unwrap() error { return e.err }
+
 // bodyCopier streams message data into the spool while enforcing the SMTP
 // line-ending rules:
 //
@@ -38,7 +45,8 @@ type bodyCopier struct {
 	dst      io.Writer
 	maxBytes int64
 
-	n         int64
+	n         int64 // bytes received
+	stored    int64 // bytes written to dst: LF becomes CRLF, so it can grow
 	cr        bool // last byte was a CR, not yet written
 	inHeader  bool
 	lineStart bool
@@ -64,6 +72,11 @@ func (b *bodyCopier) copyFrom(r io.Reader) (int64, error) {
 			}
 			if err := b.process(buf[:n]); err != nil {
 				return b.n, err
+			}
+			// The limit holds for what is stored too: a message of
+			// bare LFs doubles in size when they become CRLF.
+			if b.maxBytes > 0 && b.stored+int64(len(b.out)) > b.maxBytes {
+				return b.n, errTooLarge
 			}
 		}
 		if rerr == io.EOF {
@@ -134,9 +147,13 @@ func (b *bodyCopier) flush() error {
 	if len(b.out) == 0 {
 		return nil
 	}
-	_, err := b.dst.Write(b.out)
+	n, err := b.dst.Write(b.out)
+	b.stored += int64(n)
 	b.out = b.out[:0]
-	return err
+	if err != nil {
+		return &spoolWriteError{err}
+	}
+	return nil
 }
 
 // deadlineReader gives each read of the message data its own deadline, so

@@ -119,7 +119,7 @@ func TestValidAddress(t *testing.T) {
 }
 
 func TestConnLimiter(t *testing.T) {
-	l := newConnLimiter(3, 2)
+	l := newConnLimiter(3, 2, nil)
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	if r1, r2 := l.acquire(a), l.acquire(a); r1 != "" || r2 != "" {
 		t.Fatal("first two connections refused")
@@ -136,5 +136,25 @@ func TestConnLimiter(t *testing.T) {
 	l.release(a)
 	if l.acquire(b) != "" {
 		t.Fatal("slot not given back")
+	}
+}
+
+func TestConnLimiterExempt(t *testing.T) {
+	l := newConnLimiter(5, 1, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")})
+	backend, other := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("192.0.2.1")
+	for i := 0; i < 4; i++ {
+		if r := l.acquire(backend); r != "" {
+			t.Fatalf("exempt connection %d refused: %q", i+1, r)
+		}
+	}
+	if r := l.acquire(other); r != "" {
+		t.Fatalf("first from another address: %q", r)
+	}
+	if r := l.acquire(backend); r != reasonMaxConnections {
+		t.Fatalf("sixth in total from an exempt address: %q, want the total limit", r)
+	}
+	l.release(backend)
+	if r := l.acquire(other); r != reasonPerIPConnections {
+		t.Fatalf("second from a non-exempt address: %q, want per-IP refusal", r)
 	}
 }

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,14 +15,24 @@ import (
 // address, across all listeners of the node.
 type connLimiter struct {
 	maxTotal, maxPerIP int
+	exempt             []netip.Prefix // not subject to maxPerIP
 
 	mu    sync.Mutex
 	total int
 	perIP map[netip.Addr]int
 }
 
-func newConnLimiter(maxTotal, maxPerIP int) *connLimiter {
-	return &connLimiter{maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: map[netip.Addr]int{}}
+func newConnLimiter(maxTotal, maxPerIP int, exempt []netip.Prefix) *connLimiter {
+	return &connLimiter{maxTotal: maxTotal, maxPerIP: maxPerIP, exempt: exempt, perIP: map[netip.Addr]int{}}
+}
+
+func (l *connLimiter) isExempt(ip netip.Addr) bool {
+	for _, p := range l.exempt {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // acquire takes a slot for ip, or returns the reason it cannot.
@@ -30,7 +42,7 @@ func (l *connLimiter) acquire(ip netip.Addr) reason {
 	if l.total >= l.maxTotal {
 		return reasonMaxConnections
 	}
-	if l.perIP[ip] >= l.maxPerIP {
+	if l.perIP[ip] >= l.maxPerIP && !l.isExempt(ip) {
 		return reasonPerIPConnections
 	}
 	l.total++
@@ -60,6 +72,7 @@ type limitListener struct {
 	limiter  *connLimiter
 	allow    func(netip.Addr) bool // nil: everyone
 	log      *slog.Logger
+	srv      *Server
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -78,7 +91,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		metricConnections.WithLabelValues(l.name, "accepted").Inc()
-		return &limitedConn{Conn: c, release: func() { l.limiter.release(ip) }}, nil
+		open := metricConnectionsOpen.WithLabelValues(l.name)
+		open.Inc()
+		lc := &limitedConn{Conn: c, release: func() { l.limiter.release(ip); open.Dec() }}
+		return newGuardConn(lc, l.srv, l.name, newConnID()), nil
 	}
 }
 
@@ -108,6 +124,13 @@ func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// newConnID makes the id that ties a connection's mail-log lines together.
+func newConnID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func remoteIP(c net.Conn) netip.Addr {

@@ -19,6 +19,16 @@ var (
 		Help: "SMTP sessions open now, by listener.",
 	}, []string{"listener"})
 
+	metricConnectionsOpen = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mxgate_smtp_connections_open",
+		Help: "SMTP connections open now, by listener, from accept to close (sessions_active counts those past EHLO).",
+	}, []string{"listener"})
+
+	metricTLSHandshakes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxgate_smtp_tls_handshakes_total",
+		Help: "STARTTLS handshakes by listener and result (ok, failed).",
+	}, []string{"listener", "result"})
+
 	metricMessages = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "mxgate_messages_total",
 		Help: "Messages by listener, outcome and reason. Recipient refusals at RCPT count once per refused recipient.",

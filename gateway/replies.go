@@ -29,6 +29,16 @@ const (
 	reasonMaxConnections    reason = "max_connections"
 	reasonPerIPConnections  reason = "per_ip_connections"
 	reasonNotInMyNetworks   reason = "not_in_mynetworks"
+	reasonNestedMail        reason = "nested_mail"
+	reasonRoutingAddress    reason = "routing_address"
+	reasonLostConnection    reason = "lost_connection"
+	reasonTimeout           reason = "timeout"
+	reasonLineTooLong       reason = "line_too_long"
+	reasonTooManyErrors     reason = "too_many_errors"
+	reasonTooManyJunk       reason = "too_many_junk_commands"
+	reasonNeedHelo          reason = "need_helo"
+	reasonTLSActive         reason = "tls_active"
+	reasonSyntax            reason = "syntax"
 )
 
 // reply is the one place where a refusal becomes an SMTP reply. go-smtp
@@ -45,6 +55,29 @@ func reply(r reason, detail string) *smtp.SMTPError {
 	switch r {
 	case reasonRelayDenied, reasonNotInMyNetworks:
 		return e(554, 5, 7, 1, "relay access denied")
+	case reasonRoutingAddress:
+		// A backend that honours %, ! or a second @ in the local part
+		// would relay for strangers (Postfix: allow_untrusted_routing).
+		return e(554, 5, 7, 1, "relay access denied: sender-specified routing is not allowed")
+	case reasonNestedMail:
+		return e(503, 5, 5, 1, "nested MAIL command")
+	case reasonNeedHelo:
+		return e(503, 5, 5, 1, "send EHLO first")
+	case reasonTLSActive:
+		return e(503, 5, 5, 1, "TLS already active")
+	case reasonSyntax:
+		return e(501, 5, 5, 4, "syntax error")
+	case reasonLineTooLong:
+		return e(500, 5, 5, 2, "command line too long")
+	case reasonTimeout:
+		return e(421, 4, 4, 2, "timeout exceeded")
+	case reasonTooManyErrors:
+		return e(421, 4, 7, 0, "too many errors")
+	case reasonTooManyJunk:
+		return e(421, 4, 7, 0, "too many junk commands")
+	case reasonLostConnection:
+		// Nobody reads this reply: the client is gone.
+		return e(451, 4, 4, 2, "lost connection")
 	case reasonBadSender:
 		return e(501, 5, 1, 7, "bad sender address syntax")
 	case reasonBadRecipient:

@@ -6,9 +6,7 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log"
@@ -49,7 +47,7 @@ type Config struct {
 	// does not apply to (by default mynetworks: the backends send all
 	// their outgoing mail from a few addresses).
 	ConnLimitExempt []netip.Prefix
-	// HardErrorLimit ends a session with 421 after this many 4xx/5xx
+	// HardErrorLimit ends a session with 421 after this many 5xx
 	// replies; JunkCommandLimit after this many NOOP, RSET, VRFY, HELP
 	// or ETRN commands. Both counters restart when a message is accepted.
 	HardErrorLimit   int
@@ -88,7 +86,7 @@ func New(cfg Config, q *smarthost.Queue) *Server {
 		cfg:     cfg,
 		queue:   q,
 		domains: map[string]bool{},
-		limiter: newConnLimiter(cfg.MaxConnections, cfg.PerIPConnections),
+		limiter: newConnLimiter(cfg.MaxConnections, cfg.PerIPConnections, cfg.ConnLimitExempt),
 		log:     cfg.Logger,
 	}
 	for _, d := range cfg.Domains {
@@ -110,7 +108,7 @@ func (s *Server) Listen(name, addr string) error {
 		// mail; nobody else may even start a session there.
 		allow = s.inMyNetworks
 	}
-	ll := &limitListener{Listener: ln, name: name, hostname: s.cfg.Hostname, limiter: s.limiter, allow: allow, log: s.log}
+	ll := &limitListener{Listener: ln, name: name, hostname: s.cfg.Hostname, limiter: s.limiter, allow: allow, log: s.log, srv: s}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return s.newSession(name, c)
 	}))
@@ -120,7 +118,11 @@ func (s *Server) Listen(name, addr string) error {
 	srv.ReadTimeout = s.cfg.CommandTimeout
 	srv.WriteTimeout = s.cfg.CommandTimeout
 	srv.EnableSMTPUTF8 = true
-	srv.TLSConfig = s.cfg.TLS
+	// The guard under each connection (guard.go) does STARTTLS and bounds
+	// command lines; go-smtp sees the plain text and no line limit, so
+	// that message data may hold lines of any length.
+	srv.TLSConfig = nil
+	srv.MaxLineLength = 0
 	srv.ErrorLog = log.New(slogWriter{s.log, name}, "", 0)
 	s.mu.Lock()
 	s.smtps = append(s.smtps, srv)
@@ -199,13 +201,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 
 func (s *Server) newSession(listener string, c *smtp.Conn) (smtp.Session, error) {
 	ip := remoteIP(c.Conn())
-	var idb [6]byte
-	_, _ = rand.Read(idb[:])
-	sess := &session{srv: s, listener: listener, conn: c, ip: ip, id: hex.EncodeToString(idb[:]), log: s.log}
+	g := guardOf(c)
+	if g == nil {
+		return nil, fmt.Errorf("gateway: connection %s without its guard", ip)
+	}
+	sess := &session{srv: s, listener: listener, conn: c, guard: g, ip: ip, id: g.id, log: s.log}
 	metricSessions.WithLabelValues(listener).Inc()
-	_, isTLS := c.TLSConnectionState()
 	s.log.Info("session", "event", "connect", "session", sess.id, "listener", listener, "client_ip", ip.String(),
-		"helo", truncate(c.Hostname()), "tls", isTLS)
+		"helo", truncate(c.Hostname()), "tls", g.TLSState() != nil)
 	return sess, nil
 }
 

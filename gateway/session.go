@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ type session struct {
 	srv      *Server
 	listener string
 	conn     *smtp.Conn
+	guard    *guardConn
 	ip       netip.Addr
 	id       string // session id in the mail log
 	log      *slog.Logger
@@ -52,18 +52,38 @@ func (s *session) refuse(r reason, detail string, attrs ...any) error {
 	return e
 }
 
+// ended refuses every command once the guard has ended the session: the
+// client was told 421 and nothing it pipelined after that is acted on.
+func (s *session) ended() error {
+	if why := s.guard.Dead(); why != "" {
+		return reply(reasonLostConnection, why)
+	}
+	return nil
+}
+
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.ended(); err != nil {
+		return err
+	}
 	if s.srv.draining.Load() {
 		return s.refuse(reasonShuttingDown, "")
+	}
+	if s.hasFrom {
+		// A second MAIL would silently drop the recipients already
+		// acknowledged with 250 (RFC 5321 §4.1.4: 503 bad sequence).
+		return s.refuse(reasonNestedMail, "", "from", truncate(s.from), "new_from", truncate(from))
 	}
 	if from != "" && !validAddress(from) {
 		return s.refuse(reasonBadSender, "", "from", truncate(from))
 	}
-	s.from, s.hasFrom, s.rcpts = from, true, s.rcpts[:0]
+	s.from, s.hasFrom, s.rcpts = quoteLocalPart(from), true, s.rcpts[:0]
 	return nil
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if err := s.ended(); err != nil {
+		return err
+	}
 	if strings.EqualFold(to, "postmaster") {
 		// RFC 5321 §4.1.1.3: <Postmaster> without a domain must be
 		// accepted; it means this host's postmaster.
@@ -75,9 +95,14 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if len(s.rcpts) >= s.srv.cfg.MaxRecipients {
 		return s.refuse(reasonTooManyRecipients, "", "from", truncate(s.from), "rcpt", truncate(to))
 	}
-	if !s.srv.isLocalDomain(domainOf(to)) && !s.srv.inMyNetworks(s.ip) {
+	trusted := s.srv.inMyNetworks(s.ip)
+	if !s.srv.isLocalDomain(domainOf(to)) && !trusted {
 		return s.refuse(reasonRelayDenied, "", "from", truncate(s.from), "rcpt", truncate(to))
 	}
+	if !trusted && hasRouting(to) {
+		return s.refuse(reasonRoutingAddress, "", "from", truncate(s.from), "rcpt", truncate(to))
+	}
+	to = quoteLocalPart(to)
 	if s.greylisting() && s.from != "" {
 		// The null sender is greylisted at the end of DATA, when the
 		// whole recipient set is known.
@@ -134,6 +159,9 @@ func (s *session) greylistNullSender(id string) error {
 
 func (s *session) Data(r io.Reader) error {
 	start := time.Now()
+	if err := s.ended(); err != nil {
+		return err
+	}
 	if !s.srv.queue.Ready() {
 		return s.refuse(reasonNotReady, "")
 	}
@@ -146,15 +174,25 @@ func (s *session) Data(r io.Reader) error {
 	defer draft.Abort()
 	id := draft.ID()
 
-	var tlsState *tls.ConnectionState
-	if st, ok := s.conn.TLSConnectionState(); ok {
-		tlsState = &st
-	}
+	tlsState := s.guard.TLSState()
 	rcpts := append([]string(nil), s.rcpts...)
 	copier := newBodyCopier(draft, s.srv.cfg.MaxMessageBytes)
 	size, err := copier.copyFrom(&deadlineReader{r: r, conn: s.conn.Conn(), timeout: s.srv.cfg.DataTimeout})
+	var spoolErr *spoolWriteError
 	switch {
+	case err == nil && s.guard.Truncated():
+		// The last BDAT chunk ended before its announced size: the
+		// client went away and never saw a reply, so it still has the
+		// message. Storing the fragment would deliver a broken copy
+		// and, after the client's retry, a duplicate.
+		return s.refuse(reasonLostConnection, "", "queue_id", id, "from", truncate(s.from), "after", "BDAT", "size", size)
+	case s.guard.Dead() != "":
+		// A timeout or a disconnect: the guard has answered the client
+		// if it could.
+		return s.refuse(reasonLostConnection, "", "queue_id", id, "from", truncate(s.from), "after", "DATA", "why", s.guard.Dead())
 	case err == nil:
+	case errors.As(err, &spoolErr):
+		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
 	case errors.Is(err, errTooLarge), errors.Is(err, smtp.ErrDataTooLarge):
 		return s.refuse(reasonMessageTooLarge, fmt.Sprintf("%d bytes at most", s.srv.cfg.MaxMessageBytes), "queue_id", id, "from", truncate(s.from))
 	case errors.Is(err, errBareCR):
@@ -198,9 +236,13 @@ func (s *session) Data(r io.Reader) error {
 		Listener:   s.listener,
 		Prepend:    prepend,
 	}
+	if err := s.ended(); err != nil {
+		return err
+	}
 	if err := s.srv.queue.Commit(draft, env); err != nil {
 		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
 	}
+	s.guard.messageAccepted()
 	metricMessages.WithLabelValues(s.listener, "accepted", "none").Inc()
 	metricMessageBytes.WithLabelValues(s.listener).Observe(float64(size))
 	metricAcceptDuration.WithLabelValues(s.listener).Observe(time.Since(dataEnd).Seconds())
@@ -222,6 +264,71 @@ func validAddress(addr string) bool {
 	}
 	for i := 0; i < len(addr); i++ {
 		if c := addr[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return validDomain(addr[at+1:])
+}
+
+// validDomain accepts a domain name (ASCII or UTF-8 labels) or an address
+// literal; go-smtp takes whatever follows the @ up to a space or '>'.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 255 {
+		return false
+	}
+	if d[0] == '[' {
+		return d[len(d)-1] == ']' && !strings.ContainsAny(d[1:len(d)-1], "[]\\")
+	}
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c >= 0x80) {
+			return false
+		}
+	}
+	return !strings.HasPrefix(d, ".") && !strings.Contains(d, "..")
+}
+
+// hasRouting tells whether an address's local part carries a route to
+// another host: user%host, host!user or "user@host" (RFC 5321 §3.6.1,
+// Appendix C). A backend that honours these would relay for anyone.
+func hasRouting(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	return at > 0 && strings.ContainsAny(addr[:at], "%!@")
+}
+
+// quoteLocalPart restores the quotes go-smtp removed when it parsed the
+// path: a local part that is not a dot-string (RFC 5321 §4.1.2) is quoted
+// again, so that the next hop reads the same address, never
+// <"a@b"@c> as <a@b@c>.
+func quoteLocalPart(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || isDotString(addr[:at]) {
+		return addr
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < at; i++ {
+		if c := addr[i]; c == '"' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(addr[i])
+	}
+	b.WriteByte('"')
+	b.WriteString(addr[at:])
+	return b.String()
+}
+
+// isDotString reports whether s is atoms of atext joined by single dots.
+func isDotString(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c >= 0x80, c == '.':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
+		default:
 			return false
 		}
 	}
