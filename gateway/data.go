@@ -47,7 +47,7 @@ type bodyCopier struct {
 
 	n         int64 // bytes received
 	stored    int64 // bytes written to dst: LF becomes CRLF, so it can grow
-	cr        bool // last byte was a CR, not yet written
+	cr        bool  // last byte was a CR, not yet written
 	inHeader  bool
 	lineStart bool
 	line      []byte // the current header line's first bytes, for Received counting
