@@ -93,6 +93,8 @@ type LimitsConfig struct {
 	// ConnLimitExempt: nil (not set) means mynetworks; an empty list
 	// exempts nobody.
 	ConnLimitExempt []string `yaml:"connection_limit_exempt"`
+	// HTTPConnections caps the HTTP listener's open connections.
+	HTTPConnections int `yaml:"http_connections"`
 }
 
 // QueueConfig is the delivery queue's retry policy.
@@ -528,6 +530,7 @@ func defaultConfig() *Config {
 			ShutdownGraceTime: Duration(30 * time.Second),
 			HardErrorLimit:    20,  // Postfix smtpd_hard_error_limit
 			JunkCommandLimit:  100, // Postfix smtpd_junk_command_limit
+			HTTPConnections:   256,
 		},
 		Queue: QueueConfig{
 			Lifetime: Duration(5 * 24 * time.Hour),
@@ -668,6 +671,9 @@ func (c *Config) validate(file string, failed map[string]bool) ConfigErrors {
 	}
 	if c.Limits.JunkCommandLimit < 1 || c.Limits.JunkCommandLimit > 1000000 {
 		bad("limits.junk_command_limit", "%d: want 1 to 1000000 (NOOP, RSET, VRFY, HELP and ETRN commands before the session is closed)", c.Limits.JunkCommandLimit)
+	}
+	if c.Limits.HTTPConnections < 4 || c.Limits.HTTPConnections > 10000 {
+		bad("limits.http_connections", "%d: want 4 to 10000 (open connections to listen.http; each is a file descriptor)", c.Limits.HTTPConnections)
 	}
 	if c.Limits.ConnLimitExempt == nil {
 		c.connLimitExempt = c.myNetworks

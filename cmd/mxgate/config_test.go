@@ -320,3 +320,37 @@ func TestDataDirChecked(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPOptions(t *testing.T) {
+	base := "node: {name: mx1, data_dir: /tmp/x}\nhostname: mx1.example.net\n"
+	cfg, err := ParseConfig("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	o, err := httpOptions(cfg, getenv, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.MaxConns != 256 || o.IdleTimeout != time.Minute || o.ReadHeaderTimeout != 10*time.Second || o.ReadTimeout <= 0 || o.WriteTimeout < 30*time.Second {
+		t.Errorf("defaults: %+v", o)
+	}
+	env["MXGATE_HTTP_IDLE_TIMEOUT"], env["MXGATE_HTTP_READ_HEADER_TIMEOUT"] = "1500ms", "2s"
+	if o, err = httpOptions(cfg, getenv, discardLogger()); err != nil || o.IdleTimeout != 1500*time.Millisecond || o.ReadHeaderTimeout != 2*time.Second {
+		t.Errorf("from the environment: %+v, %v", o, err)
+	}
+	for _, bad := range []string{"0s", "1ms", "2h", "soon"} {
+		env["MXGATE_HTTP_IDLE_TIMEOUT"] = bad
+		if _, err := httpOptions(cfg, getenv, discardLogger()); err == nil || !strings.Contains(err.Error(), "MXGATE_HTTP_IDLE_TIMEOUT") {
+			t.Errorf("MXGATE_HTTP_IDLE_TIMEOUT=%s: %v, want an error naming the variable", bad, err)
+		}
+	}
+	if cfg, err = ParseConfig("c.yaml", []byte(base+"limits: {http_connections: 32}\n")); err != nil || cfg.Limits.HTTPConnections != 32 {
+		t.Errorf("limits.http_connections: 32: %v", err)
+	}
+	_, err = ParseConfig("c.yaml", []byte(base+"limits: {http_connections: 2}\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:3: limits.http_connections: 2: want 4 to 10000") {
+		t.Errorf("limits.http_connections: 2: %v", err)
+	}
+}

@@ -254,6 +254,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			return err
 		}
 	}
+	httpOpts, err := httpOptions(cfg, os.Getenv, logger)
+	if err != nil {
+		return err
+	}
 	httpLn, err := net.Listen("tcp", cfg.Listen.HTTP)
 	if err != nil {
 		return fmt.Errorf("listen http on %s: %w", cfg.Listen.HTTP, err)
@@ -275,10 +279,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			return nil
 		}},
 	}))
-	httpSrv := &http.Server{
-		Handler:           httpMux,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	httpSrv := gateway.NewHTTPServer(httpLn, httpMux, httpOpts)
 
 	qctx, qcancel := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
@@ -287,7 +288,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	gwdone := make(chan error, 1)
 	go func() { gwdone <- gw.Serve() }()
 	go func() {
-		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(); err != nil {
 			logger.Error("http listener stopped", "event", "http_error", "error", err.Error())
 		}
 	}()
@@ -296,7 +297,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		addrs = append(addrs, a.String())
 	}
 	logger.Info("mxgate started", "event", "start", "version", version, "smtp", strings.Join(addrs, ","),
-		"http", httpLn.Addr().String(), "queued", queue.Len())
+		"http", httpSrv.Addr().String(), "queued", queue.Len())
 
 	var runErr error
 	select {
@@ -315,6 +316,8 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err := <-qdone; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
 		runErr = err
 	}
-	_ = httpSrv.Shutdown(sctx)
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		logger.Warn("http shutdown", "event", "stop", "error", err.Error())
+	}
 	return runErr
 }
