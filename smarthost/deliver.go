@@ -114,7 +114,13 @@ func (q *Queue) process(ctx context.Context, m *message) {
 		}
 	}
 	if !done {
-		env.NextAttempt = now.Add(q.backoff(env.Attempts))
+		if !shuttingDown {
+			env.NextAttempt = now.Add(q.backoff(env.Attempts))
+			env.WaitingBackend = waitingBackend
+		}
+		// Else the attempt was cut short by the shutdown, not by the
+		// destination: the message stays due, and is tried again as
+		// soon as the node is back.
 		if err := q.saveEnvelope(m.id, &env); err != nil {
 			// The old envelope stays: at worst recipients are retried
 			// and delivered twice after a restart.
@@ -123,7 +129,6 @@ func (q *Queue) process(ctx context.Context, m *message) {
 	}
 	q.mu.Lock()
 	m.env = env
-	m.waitingBackend = waitingBackend
 	q.mu.Unlock()
 	q.finish(m, done)
 }
@@ -205,7 +210,7 @@ func (q *Queue) deliverGroup(ctx context.Context, m *message, env *Envelope, bod
 		tried := make(map[string]bool)
 		var lastErr error
 		for {
-			addr := q.backends.pick(tried)
+			addr, gen := q.backends.pick(tried)
 			if addr == "" {
 				err := lastErr
 				if err == nil {
@@ -218,10 +223,9 @@ func (q *Queue) deliverGroup(ctx context.Context, m *message, env *Envelope, bod
 			tried[addr] = true
 			hostErr := q.transact(ctx, m, env, body, dest.class, hop{name: addr, addr: addr}, idx, results)
 			if hostErr == nil {
-				if q.backends.markUp(addr) {
-					q.log.Info("backend_up", "event", "backend_up", "backend", addr)
-					q.retryBackendWaiters()
-				}
+				// Not a comeback: only backends that are up are
+				// picked, and only a probe brings one back.
+				q.backends.markUp(addr, gen)
 				return
 			}
 			lastErr = hostErr
@@ -229,7 +233,7 @@ func (q *Queue) deliverGroup(ctx context.Context, m *message, env *Envelope, bod
 				deferAll(hostErr, false)
 				return
 			}
-			if wentDown, period := q.backends.markDown(addr); wentDown {
+			if wentDown, period := q.backends.markDown(addr, gen); wentDown {
 				q.log.Warn("backend_down", "event", "backend_down", "backend", addr,
 					"error", hostErr.Error(), "retry_in", period.String())
 			}
@@ -343,7 +347,7 @@ func (q *Queue) transactOnce(ctx context.Context, m *message, env *Envelope, bod
 			return smtpFailure("data", h.name, err)
 		}
 	}
-	if _, err = io.Copy(w, body.r); err != nil {
+	if _, err = io.Copy(newLineFolder(w, maxOutputLine), body.r); err != nil {
 		sc.abort()
 		return smtpFailure("data", h.name, err)
 	}
