@@ -13,7 +13,11 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/mxgate
 
 # Installs the real peers the tests use (Debian packages, as root) and the
-# linters. Idempotent: only what is missing is installed.
+# linters, then checks that each can do what the tests ask of it (swaks with
+# TLS, smtp-source to smtp-sink, promtool, prometheus, clamd with the test
+# signatures, staticcheck); a missing capability stops here with one line.
+# Idempotent: only what is missing is installed. `scripts/install-deps.sh
+# --check` only checks.
 deps:
 	./scripts/install-deps.sh
 
@@ -39,22 +43,20 @@ bench: build
 	$(GO) run ./e2e/bench -mxgate $(BIN)
 
 # A node on unprivileged ports with a local stand-in backend (devsink) and a
-# clamd loaded with the test signatures (EICAR, clam.exe).
+# clamd loaded with the test signatures in testdata/clamav (EICAR, clam.exe);
+# scripts/dev-run.sh starts the node once clamd answers PING.
 run: build
 	@./scripts/clamd-test.sh install
-	@mkdir -p tmp/delivered
 	@$(GO) build -o bin/devsink ./deployments/devsink
 	@echo "mxgate: a node for example.test is starting"
 	@echo "  send mail:  swaks --server 127.0.0.1:2525 --from you@example.org --to user@example.test"
 	@echo "  metrics:    http://127.0.0.1:8025/metrics   ready: http://127.0.0.1:8025/readyz"
 	@echo "  delivered:  tmp/delivered/*.eml (the backend stand-in prints a line per message)"
-	@./scripts/clamd-test.sh run 3310 & clamd=$$!; \
-	  ./bin/devsink -listen 127.0.0.1:2626 -dir tmp/delivered & sink=$$!; \
-	  trap "kill $$clamd $$sink 2>/dev/null" EXIT INT TERM; \
-	  ./$(BIN) serve -config deployments/dev.yaml
+	@MXGATE_BIN=$(BIN) ./scripts/dev-run.sh
 
 # Three nodes on loopback (deployments/cluster/mx1..3.yaml) with one clamd
 # and the backend stand-in: the cluster forms by itself (bootstrap_expect 3).
+# The nodes start once clamd answers PING.
 cluster: build
 	@./scripts/clamd-test.sh install
 	@mkdir -p tmp/delivered tmp/cluster
@@ -65,6 +67,8 @@ cluster: build
 	@echo "  cluster:    ./$(BIN) cluster members -http http://127.0.0.1:8025   (status: cluster status)"
 	@echo "  metrics:    http://127.0.0.1:8025/metrics  8026  8027"
 	@./scripts/clamd-test.sh run 3310 & clamd=$$!; \
+	  trap "kill $$clamd 2>/dev/null" EXIT INT TERM; \
+	  ./scripts/clamd-test.sh wait 3310 30 $$clamd || exit 1; \
 	  ./bin/devsink -listen 127.0.0.1:2626 -dir tmp/delivered & sink=$$!; \
 	  for i in 1 2 3; do ./$(BIN) serve -config deployments/cluster/mx$$i.yaml 2>tmp/cluster/mx$$i.log & eval node$$i=$$!; done; \
 	  trap "kill $$clamd $$sink $$node1 $$node2 $$node3 2>/dev/null" EXIT INT TERM; \

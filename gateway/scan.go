@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -88,14 +89,22 @@ func (s *Server) ScannerReady() error {
 	return nil
 }
 
+// clamdStartGrace is how long after the node starts a clamd that has never
+// answered is reported as awaited, at WARN, rather than as down, at ERROR:
+// clamd often comes up after mxgate (systemd ordering, the first load of
+// the signatures), and that is not a fault.
+const clamdStartGrace = 60 * time.Second
+
 // WatchScanner pings clamd until ctx ends, so /readyz follows clamd's
-// health even while no mail comes in.
+// health even while no mail comes in. What it logs about clamd is decided
+// by clamdHealth.
 func (s *Server) WatchScanner(ctx context.Context) {
 	if s.cfg.Scanner == nil {
 		return
 	}
 	t := time.NewTicker(scanPingInterval)
 	defer t.Stop()
+	health := clamdHealth{start: time.Now(), grace: clamdStartGrace}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, scanPingInterval)
 		err := s.cfg.Scanner.Ping(pctx)
@@ -103,13 +112,14 @@ func (s *Server) WatchScanner(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		prev := s.scannerErr.Swap(&scannerState{err: err})
-		if (prev == nil || prev.err == nil) != (err == nil) {
+		s.scannerErr.Store(&scannerState{err: err})
+		if line, ok := health.observe(time.Now(), err); ok {
+			args := []any{"event", line.event}
 			if err != nil {
-				s.log.Error("clamd unavailable", "event", "clamd_down", "error", err.Error())
-			} else {
-				s.log.Info("clamd available", "event", "clamd_up")
+				args = append(args, "error", err.Error())
 			}
+			args = append(args, line.args...)
+			s.log.Log(ctx, line.level, line.msg, args...)
 		}
 		select {
 		case <-ctx.Done():
@@ -117,4 +127,65 @@ func (s *Server) WatchScanner(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// clamdState is what the watcher last reported about clamd.
+type clamdState int
+
+const (
+	clamdUnreported clamdState = iota // started, nothing said yet
+	clamdWaiting                      // never answered, within the grace period: WARN said
+	clamdDown                         // ERROR said
+	clamdUp                           // answering
+)
+
+// clamdHealth turns the watcher's ping results into log lines: one line per
+// change, never one per ping. Until clamd has answered once, and for
+// grace after start, a failing clamd is awaited (WARN, once); a clamd that
+// answered and went away, or that has not answered by the end of grace,
+// is down (ERROR, once). A clamd answering again after either is INFO.
+type clamdHealth struct {
+	start  time.Time
+	grace  time.Duration
+	everUp bool
+	state  clamdState
+}
+
+// clamdLine is one log line of the watcher.
+type clamdLine struct {
+	level slog.Level
+	msg   string
+	event string
+	args  []any
+}
+
+// observe records one ping result at now and returns the line to log, if
+// any.
+func (h *clamdHealth) observe(now time.Time, err error) (clamdLine, bool) {
+	if err == nil {
+		h.everUp = true
+		prev := h.state
+		h.state = clamdUp
+		if prev == clamdWaiting || prev == clamdDown {
+			return clamdLine{level: slog.LevelInfo, msg: "clamd available", event: "clamd_up"}, true
+		}
+		return clamdLine{}, false
+	}
+	if !h.everUp && now.Sub(h.start) < h.grace {
+		if h.state == clamdWaiting {
+			return clamdLine{}, false
+		}
+		h.state = clamdWaiting
+		return clamdLine{level: slog.LevelWarn, msg: "waiting for clamd", event: "clamd_waiting",
+			args: []any{"grace", h.grace.String()}}, true
+	}
+	if h.state == clamdDown {
+		return clamdLine{}, false
+	}
+	h.state = clamdDown
+	if !h.everUp {
+		return clamdLine{level: slog.LevelError, msg: "clamd unavailable", event: "clamd_down",
+			args: []any{"never_answered_for", now.Sub(h.start).Round(time.Second).String()}}, true
+	}
+	return clamdLine{level: slog.LevelError, msg: "clamd unavailable", event: "clamd_down"}, true
 }

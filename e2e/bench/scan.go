@@ -75,7 +75,7 @@ type clamd struct {
 }
 
 // startClamd runs clamd in the foreground with the test signatures from
-// ../shared/testdata/clamav, on a free loopback port.
+// the repository's testdata/clamav, on a free loopback port.
 func startClamd() (*clamd, error) {
 	bin, err := exec.LookPath("clamd")
 	if err != nil {
@@ -84,7 +84,7 @@ func startClamd() (*clamd, error) {
 			return nil, fmt.Errorf("clamd not installed: run `make deps`")
 		}
 	}
-	sigs, err := filepath.Abs(filepath.Join("..", "shared", "testdata", "clamav"))
+	sigs, err := testdataDir("clamav")
 	if err != nil {
 		return nil, err
 	}
@@ -141,4 +141,29 @@ func pingClamd(addr string) error {
 func (c *clamd) stop() {
 	c.proc.stop(10 * time.Second)
 	os.RemoveAll(c.dir)
+}
+
+// testdataDir returns a directory under the repository's testdata; the
+// repository root is the nearest directory above the working directory
+// that holds go.mod (make bench runs from the root, go run from anywhere
+// inside).
+func testdataDir(elem ...string) (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("test data: %w", err)
+	}
+	for dir := wd; ; {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(append([]string{dir, "testdata"}, elem...)...)
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("test data: %w", err)
+			}
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("test data: no go.mod in %s or above", wd)
+		}
+		dir = parent
+	}
 }

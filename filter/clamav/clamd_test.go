@@ -16,7 +16,7 @@ import (
 )
 
 // The tests in this file run against a real clamd (Debian's clamav-daemon)
-// loaded with the project's test signatures (../shared/testdata/clamav).
+// loaded with the project's test signatures (testdata/clamav).
 
 // streamMaxLength is the clamd StreamMaxLength of these tests: above the
 // largest clamav-testfiles sample sent as base64 (2.4 MB).
@@ -101,7 +101,7 @@ func TestClamd(t *testing.T) {
 	})
 
 	t.Run("CleanMIMESamples", func(t *testing.T) {
-		root := clamdtest.SharedTestdata(t, "mime")
+		root := clamdtest.Testdata(t, "mime")
 		n := 0
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil || !d.Type().IsRegular() {

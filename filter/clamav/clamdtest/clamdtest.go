@@ -11,7 +11,6 @@ package clamdtest
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -258,41 +257,50 @@ func TestFiles(t testing.TB) []string {
 	return paths
 }
 
-// SigDir returns the project's test signature directory,
-// shared/testdata/clamav beside the repository.
+// SigDir returns the project's test signature directory, testdata/clamav
+// in the repository (test.hdb and test.ndb: EICAR and clam.exe).
 func SigDir(t testing.TB) string {
 	t.Helper()
-	return SharedTestdata(t, "clamav")
+	return Testdata(t, "clamav")
 }
 
-// SharedTestdata returns a path under shared/testdata, the directory that
-// sits beside the repository (the repository root is the nearest directory
-// above the working directory holding go.mod).
-func SharedTestdata(t testing.TB, elem ...string) string {
+// Testdata returns a path under the repository's testdata directory and
+// fails the test if it does not exist. The repository root is the nearest
+// directory above the working directory that holds go.mod, so this works
+// from any package's tests and from a fresh clone.
+func Testdata(t testing.TB, elem ...string) string {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		t.Fatalf("clamdtest: %v", err)
 	}
-	p := filepath.Join(append([]string{root, "..", "shared", "testdata"}, elem...)...)
+	p := filepath.Join(append([]string{root, "testdata"}, elem...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("clamdtest: shared test data: %v", err)
+		t.Fatalf("clamdtest: test data: %v", err)
 	}
 	return p
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
+// SharedTestdata is Testdata under the name earlier tests use.
+func SharedTestdata(t testing.TB, elem ...string) string {
+	t.Helper()
+	return Testdata(t, elem...)
+}
+
+// RepoRoot returns the nearest directory above the working directory (or
+// the working directory itself) that holds go.mod.
+func RepoRoot() (string, error) {
+	wd, err := os.Getwd()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("repository root: %w", err)
 	}
-	for {
+	for dir := wd; ; {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
+			return "", fmt.Errorf("repository root: no go.mod in %s or above", wd)
 		}
 		dir = parent
 	}
