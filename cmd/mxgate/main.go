@@ -30,6 +30,10 @@ import (
 // greylisting failed open rather than keep the client waiting.
 const greylistWriteTimeout = 2 * time.Second
 
+// spoolCheckInterval is how often the spool's free space and writability
+// are checked for /readyz.
+const spoolCheckInterval = 2 * time.Second
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -262,6 +266,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen http on %s: %w", cfg.Listen.HTTP, err)
 	}
+	// Like Postfix's queue_minfree: room for one and a half messages of
+	// the largest size, else the node says it is not ready.
+	spoolMon := smarthost.NewSpoolMonitor(queue, uint64(cfg.Limits.MaxMessageBytes)*3/2)
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/api/v1/cluster/", clusterAPI(cl, cfg.Admin.token, logger))
 	httpMux.Handle("/", gateway.HTTPHandler([]gateway.Check{
@@ -276,7 +283,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			if !queue.Ready() {
 				return errors.New("queue not running")
 			}
-			return nil
+			return spoolMon.Ready()
 		}},
 	}))
 	httpSrv := gateway.NewHTTPServer(httpLn, httpMux, httpOpts)
@@ -285,6 +292,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	qdone := make(chan error, 1)
 	go func() { qdone <- queue.Run(qctx) }()
 	go gw.WatchScanner(qctx)
+	go spoolMon.Run(qctx, spoolCheckInterval)
 	gwdone := make(chan error, 1)
 	go func() { gwdone <- gw.Serve() }()
 	go func() {
