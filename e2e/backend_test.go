@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -34,6 +35,10 @@ type backend struct {
 	ln       net.Listener
 	got      []delivery
 	rcptErrs map[string]*smtp.SMTPError // lower-case address -> reply
+	// hold, when set, keeps each message's final reply back until it is
+	// closed (see holdData); held counts the messages waiting on it.
+	hold chan struct{}
+	held int
 }
 
 // startBackend listens on a fresh 127.0.0.1 port.
@@ -51,8 +56,9 @@ func startBackend(t testing.TB) *backend {
 }
 
 func (b *backend) serve(ln net.Listener) {
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &backendSession{b: b}, nil
+	var srv *smtp.Server
+	srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &backendSession{b: b, srv: srv}, nil
 	}))
 	srv.Domain = "backend.e2e.test"
 	srv.ReadTimeout = time.Minute
@@ -98,6 +104,34 @@ func (b *backend) start() {
 	b.serve(ln)
 }
 
+// holdData makes the backend read each message it receives from now on and
+// then keep its reply to the final dot back until releaseHeld: the client
+// waits with its delivery in flight. A held message is recorded only if the
+// backend was not stopped meanwhile (its client then saw the connection
+// drop, not a 250).
+func (b *backend) holdData() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hold = make(chan struct{})
+}
+
+// heldCount returns the number of messages waiting for releaseHeld.
+func (b *backend) heldCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.held
+}
+
+// releaseHeld lets the held messages finish and stops holding new ones.
+func (b *backend) releaseHeld() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hold != nil {
+		close(b.hold)
+		b.hold = nil
+	}
+}
+
 // rejectRcpt makes RCPT TO:<addr> answer e.
 func (b *backend) rejectRcpt(addr string, e *smtp.SMTPError) {
 	b.mu.Lock()
@@ -128,6 +162,7 @@ func (b *backend) byMessageID() map[string]int {
 
 type backendSession struct {
 	b     *backend
+	srv   *smtp.Server // the server instance that accepted the session
 	from  string
 	rcpts []string
 }
@@ -158,6 +193,18 @@ func (s *backendSession) Data(r io.Reader) error {
 		return err
 	}
 	s.b.mu.Lock()
+	if hold := s.b.hold; hold != nil {
+		s.b.held++
+		s.b.mu.Unlock()
+		<-hold
+		s.b.mu.Lock()
+		s.b.held--
+		if s.b.srv != s.srv {
+			// Stopped while held: the client saw the connection drop.
+			s.b.mu.Unlock()
+			return errors.New("backend stopped before the reply")
+		}
+	}
 	s.b.got = append(s.b.got, delivery{from: s.from, rcpts: append([]string(nil), s.rcpts...), data: data, at: time.Now()})
 	s.b.mu.Unlock()
 	return nil

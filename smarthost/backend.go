@@ -8,17 +8,27 @@ import (
 
 // backendState is the health of one backend mailbox server.
 type backendState struct {
-	addr      string
-	up        bool
-	failures  int       // consecutive failures, for the backoff
+	addr string
+	up   bool
+	// gen changes on every transition between up and down. A delivery
+	// or a probe carries the gen it started at, and its outcome counts
+	// only if the backend has not changed state since: when a backend
+	// fails, every delivery then in flight to it fails too, and those
+	// failures are the same outage, not as many consecutive ones.
+	gen uint64
+	// level is the number of consecutive failures counted: the down
+	// period is downMin doubled level-1 times, at most downMax. A
+	// delivered message resets it.
+	level     int
 	downUntil time.Time // when the health checker probes it again
 }
 
-// backendPool chooses backends round-robin among the healthy ones. Down
-// periods use the real monotonic clock, not Config.Clock: they pace network
-// probes, not message lifetimes.
+// backendPool chooses backends round-robin among the healthy ones and keeps
+// their health. Down periods use the real clock, not Config.Clock: they pace
+// network probes, not message lifetimes; tests replace now.
 type backendPool struct {
 	downMin, downMax time.Duration
+	now              func() time.Time
 
 	mu   sync.Mutex
 	list []*backendState
@@ -26,7 +36,7 @@ type backendPool struct {
 }
 
 func newBackendPool(addrs []string, downMin, downMax time.Duration) *backendPool {
-	p := &backendPool{downMin: downMin, downMax: downMax}
+	p := &backendPool{downMin: downMin, downMax: downMax, now: time.Now}
 	for _, a := range addrs {
 		p.list = append(p.list, &backendState{addr: a, up: true})
 		metricBackendUp.WithLabelValues(a).Set(1)
@@ -34,55 +44,92 @@ func newBackendPool(addrs []string, downMin, downMax time.Duration) *backendPool
 	return p
 }
 
-// pick returns the next healthy backend not in tried, "" if none is left.
-func (p *backendPool) pick(tried map[string]bool) string {
+// pick returns the next healthy backend not in tried and its generation, to
+// be passed to markDown or markUp with the outcome; addr is "" if none is
+// left.
+func (p *backendPool) pick(tried map[string]bool) (addr string, gen uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for range p.list {
 		b := p.list[p.next%len(p.list)]
 		p.next++
 		if b.up && !tried[b.addr] {
-			return b.addr
+			return b.addr, b.gen
 		}
 	}
-	return ""
+	return "", 0
 }
 
-// markDown records a failure of addr and reports whether it just went down.
-// The down period doubles with each consecutive failure.
-func (p *backendPool) markDown(addr string) (wentDown bool, period time.Duration) {
+// anyUp reports whether some backend is healthy.
+func (p *backendPool) anyUp() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.list {
+		if b.up {
+			return true
+		}
+	}
+	return false
+}
+
+// downPeriod is the down period after level consecutive failures.
+func (p *backendPool) downPeriod(level int) time.Duration {
+	d := p.downMin
+	for i := 1; i < level && d < p.downMax; i++ {
+		d *= 2
+	}
+	return min(d, p.downMax)
+}
+
+// markDown records a failure of addr seen by a delivery or probe that
+// started at generation gen. It counts only if the backend is still in that
+// generation: either it was up (the first failure of an outage: it goes
+// down, wentDown is true) or it is down and its down period is over (a
+// probe failed again: the period doubles). Any other failure belongs to an
+// outage already counted and changes nothing; period is then 0.
+func (p *backendPool) markDown(addr string, gen uint64) (wentDown bool, period time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b := p.find(addr)
-	if b == nil {
+	if b == nil || b.gen != gen {
 		return false, 0
 	}
-	period = p.downMin
-	for i := 0; i < b.failures && period < p.downMax; i++ {
-		period *= 2
+	now := p.now()
+	if b.up {
+		b.up = false
+		b.gen++
+		wentDown = true
+		metricBackendUp.WithLabelValues(addr).Set(0)
+	} else if now.Before(b.downUntil) {
+		return false, 0
 	}
-	period = min(period, p.downMax)
-	b.failures++
-	b.downUntil = time.Now().Add(period)
-	wentDown = b.up
-	b.up = false
-	metricBackendUp.WithLabelValues(addr).Set(0)
+	b.level++
+	period = p.downPeriod(b.level)
+	b.downUntil = now.Add(period)
 	return wentDown, period
 }
 
-// markUp records a success of addr and reports whether it just came back.
-func (p *backendPool) markUp(addr string) bool {
+// markUp records a success of addr seen by a delivery or probe that started
+// at generation gen, and reports whether the backend just came back. A
+// probe of a down backend brings it back, keeping its failure count so that
+// one that answers probes but fails deliveries still backs off; a delivery
+// resets the count. Outcomes from an older generation change nothing: once
+// down, only a probe brings a backend back.
+func (p *backendPool) markUp(addr string, gen uint64) (cameBack bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b := p.find(addr)
-	if b == nil {
+	if b == nil || b.gen != gen {
 		return false
 	}
-	cameBack := !b.up
+	if b.up {
+		b.level = 0
+		return false
+	}
 	b.up = true
-	b.failures = 0
+	b.gen++
 	metricBackendUp.WithLabelValues(addr).Set(1)
-	return cameBack
+	return true
 }
 
 func (p *backendPool) find(addr string) *backendState {
@@ -94,14 +141,21 @@ func (p *backendPool) find(addr string) *backendState {
 	return nil
 }
 
+// probeTarget is a down backend due for a health check.
+type probeTarget struct {
+	addr string
+	gen  uint64
+}
+
 // dueForProbe returns the down backends whose down period is over.
-func (p *backendPool) dueForProbe(now time.Time) []string {
+func (p *backendPool) dueForProbe() []probeTarget {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var due []string
+	now := p.now()
+	var due []probeTarget
 	for _, b := range p.list {
 		if !b.up && !now.Before(b.downUntil) {
-			due = append(due, b.addr)
+			due = append(due, probeTarget{addr: b.addr, gen: b.gen})
 		}
 	}
 	return due
@@ -122,18 +176,18 @@ func (p *backendPool) healthLoop(ctx context.Context, q *Queue) {
 			return
 		case <-t.C:
 		}
-		for _, addr := range p.dueForProbe(time.Now()) {
-			err := q.probe(ctx, addr)
+		for _, b := range p.dueForProbe() {
+			err := q.probe(ctx, b.addr)
 			if ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				_, period := p.markDown(addr)
-				q.log.Debug("backend probe failed", "backend", addr, "retry_in", period, "error", err)
+				_, period := p.markDown(b.addr, b.gen)
+				q.log.Debug("backend probe failed", "backend", b.addr, "retry_in", period.String(), "error", err)
 				continue
 			}
-			if p.markUp(addr) {
-				q.log.Info("backend_up", "event", "backend_up", "backend", addr)
+			if p.markUp(b.addr, b.gen) {
+				q.log.Info("backend_up", "event", "backend_up", "backend", b.addr)
 				q.retryBackendWaiters()
 			}
 		}

@@ -66,6 +66,11 @@ type Envelope struct {
 	Attempts int `json:"attempts"`
 	// NextAttempt is when the runner tries the pending recipients again.
 	NextAttempt time.Time `json:"next_attempt"`
+	// WaitingBackend is set when the last attempt deferred a recipient
+	// because no backend was available: the message is retried as soon as
+	// one is back, and at once when the spool is opened again, rather
+	// than at NextAttempt.
+	WaitingBackend bool `json:"waiting_backend,omitempty"`
 	// DSNOf is the queue id of the message this DSN reports on.
 	DSNOf string `json:"dsn_of,omitempty"`
 }

@@ -32,10 +32,36 @@ type sink struct {
 	down atomic.Bool
 	// rcptErr decides the RCPT reply; nil accepts.
 	rcptErr func(to string) error
+	// held counts messages whose final reply waits for hold (see holdData).
+	held atomic.Int64
 
 	mu   sync.Mutex
 	msgs []sinkMsg
 	got  chan struct{} // signalled on each message
+	hold chan struct{}
+}
+
+// holdData makes the sink read each message it receives from now on, then
+// keep its reply back until the returned release is called: the delivery
+// stays in flight. Released messages are not recorded and get no reply
+// (their connections are expected to be cut meanwhile).
+func (s *sink) holdData(t *testing.T) (release func()) {
+	t.Helper()
+	hold := make(chan struct{})
+	s.mu.Lock()
+	s.hold = hold
+	s.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.hold = nil
+			s.mu.Unlock()
+			close(hold)
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
 
 func newSink(t *testing.T) *sink {
@@ -117,6 +143,13 @@ func (ss *sinkSession) Data(r io.Reader) error {
 		return err
 	}
 	ss.s.mu.Lock()
+	if hold := ss.s.hold; hold != nil {
+		ss.s.mu.Unlock()
+		ss.s.held.Add(1)
+		<-hold
+		ss.s.held.Add(-1)
+		return errors.New("held message dropped")
+	}
 	ss.s.msgs = append(ss.s.msgs, sinkMsg{from: ss.from, rcpts: ss.rcpts, data: data})
 	ss.s.mu.Unlock()
 	ss.s.got <- struct{}{}
@@ -139,6 +172,46 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// cutDialer is a Config.Dialer whose connections the test can cut all at
+// once, like a backend that goes away: cut closes every connection and
+// refuses new ones until restore.
+type cutDialer struct {
+	mu    sync.Mutex
+	down  bool
+	conns []net.Conn
+}
+
+func (d *cutDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("connection refused (cut)")}
+	}
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	d.conns = append(d.conns, c)
+	return c, nil
+}
+
+func (d *cutDialer) cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.down = true
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+	d.conns = nil
+}
+
+func (d *cutDialer) restore() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.down = false
 }
 
 // fakeClock is a settable clock safe for concurrent use.

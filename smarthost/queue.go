@@ -49,9 +49,6 @@ type message struct {
 
 	inFlight bool
 	index    int // position in Queue.sched, -1 if not in it
-	// waitingBackend: deferred only because no backend was available; a
-	// backend coming back retries it at once.
-	waitingBackend bool
 }
 
 // MessageInfo describes a queued message for admin commands.
@@ -115,7 +112,14 @@ func Open(cfg Config) (*Queue, error) {
 	q.router = newRouter(cfg, resolver)
 	q.backends = newBackendPool(cfg.Backends, cfg.BackendDownMin, cfg.BackendDownMax)
 	q.conns = newConnPool(cfg.Workers, cfg.IdleTimeout)
+	now := q.now()
 	for _, m := range msgs {
+		if m.env.WaitingBackend {
+			// It was waiting for a backend to come back; the pool
+			// starts out knowing nothing, so find out now rather
+			// than at a retry time computed from queue.retry_min.
+			m.env.NextAttempt = now
+		}
 		q.add(m)
 	}
 	q.log.Info("requeue", "event", "requeue", "count", len(msgs), "dir", cfg.Dir)
@@ -222,7 +226,7 @@ func (q *Queue) retryBackendWaiters() {
 	now := q.now()
 	n := 0
 	for _, m := range q.sched {
-		if m.waitingBackend {
+		if m.env.WaitingBackend {
 			m.env.NextAttempt = now
 			n++
 		}
@@ -331,6 +335,13 @@ func (q *Queue) finish(m *message, done bool) {
 	if done {
 		delete(q.msgs, m.id)
 	} else {
+		if m.env.WaitingBackend && q.backends.anyUp() {
+			// A backend came back while this attempt ran (its
+			// retryBackendWaiters did not see m, which was in
+			// flight), or the failure that deferred m belonged to
+			// an outage that was already over.
+			m.env.NextAttempt = q.now()
+		}
 		heap.Push(&q.sched, m)
 	}
 	n := len(q.msgs)
