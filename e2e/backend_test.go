@@ -212,7 +212,7 @@ func (s *backendSession) Data(r io.Reader) error {
 
 // addedHeaders are the header fields mxgate may add above the message as
 // the client sent it, besides its Received header: the virus scanner's
-// verdict (DESIGN.md, "Message flow").
+// verdict (README, "Virus scanning").
 var addedHeaders = map[string]bool{"x-virus-scanned": true}
 
 // splitReceived separates what mxgate adds at the top of a delivered
