@@ -48,6 +48,6 @@ var (
 
 	metricPanics = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "mxgate_gateway_panics_total",
-		Help: "Panics recovered in SMTP sessions; any value above zero is a bug.",
+		Help: "Panics recovered in SMTP sessions and HTTP handlers; any value above zero is a bug.",
 	})
 )

@@ -6,9 +6,11 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// reason names why a command or message was refused. Each reason is a
-// label value of mxgate_messages_total and appears in the mail log, and maps
-// to exactly one SMTP reply (DESIGN.md, "SMTP replies").
+// reason names why a command or message was refused by the protocol layer.
+// Each reason is a label value of mxgate_messages_total and appears in the
+// mail log, and maps to exactly one SMTP reply (README, "SMTP replies").
+// Refusals decided by the filter pipeline (virus, greylisted, scan_error,
+// spam...) carry their own reply and label, chosen by their check.
 type reason string
 
 const (
@@ -20,9 +22,6 @@ const (
 	reasonBareCR            reason = "bare_cr"
 	reasonMailLoop          reason = "mail_loop"
 	reasonSpoolError        reason = "spool_error"
-	reasonVirus             reason = "virus"
-	reasonGreylisted        reason = "greylisted"
-	reasonScanError         reason = "scan_error"
 	reasonNotReady          reason = "not_ready"
 	reasonDataError         reason = "data_error"
 	reasonShuttingDown      reason = "shutting_down"
@@ -93,14 +92,6 @@ func reply(r reason, detail string) *smtp.SMTPError {
 	case reasonMailLoop:
 		// RFC 5321 §6.3: too many Received headers means a loop.
 		return e(554, 5, 4, 6, "too many hops, mail loop detected")
-	case reasonGreylisted:
-		return e(451, 4, 7, 1, "greylisted, try again later")
-	case reasonVirus:
-		return e(554, 5, 7, 1, "message refused, virus found")
-	case reasonScanError:
-		// Scanner trouble is not a verdict: the sender keeps the
-		// message and retries (never 250 unscanned, never 5xx).
-		return e(451, 4, 3, 0, "message could not be scanned for viruses, try again later")
 	case reasonSpoolError:
 		return e(451, 4, 3, 0, "temporary failure storing the message, try again later")
 	case reasonNotReady:

@@ -20,8 +20,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mxgate/mxgate/filter/clamav"
-	"github.com/mxgate/mxgate/greylist"
+	"github.com/mxgate/mxgate/filter"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
@@ -52,15 +51,38 @@ type Config struct {
 	// or ETRN commands. Both counters restart when a message is accepted.
 	HardErrorLimit   int
 	JunkCommandLimit int
-	// Scanner is clamd; nil disables virus scanning.
-	Scanner *clamav.Client
-	// ScanOnErrorAccept delivers a message clamd could not scan (with a
-	// header saying so) instead of answering 451 4.3.0.
-	ScanOnErrorAccept bool
-	// Greylist applies the triplet policy on the inbound listener; nil
-	// disables greylisting.
-	Greylist *greylist.Greylister
-	Logger   *slog.Logger
+	Logger           *slog.Logger
+}
+
+// Relay says who may send to domains other than the relay domains on a
+// listener.
+type Relay int
+
+const (
+	// RelayTrusted: clients in mynetworks.
+	RelayTrusted Relay = iota
+)
+
+// Policy is what one listener allows and which checks it runs. Submission
+// (AUTH required, relaying for authenticated users) and outbound signing
+// join it with the listeners that need them.
+type Policy struct {
+	Name string // the listener's name: metric label and mail log
+	// OnlyMyNetworks refuses, at connect, every client outside mynetworks
+	// (the relay listener is for the backends only).
+	OnlyMyNetworks bool
+	Relay          Relay
+	// Pipeline holds the listener's checks; nil runs none.
+	Pipeline *filter.Pipeline
+}
+
+// mayRelay tells whether the client may send to any domain.
+func (p *Policy) mayRelay(c *filter.Conn) bool {
+	switch p.Relay {
+	case RelayTrusted:
+		return c.Trusted
+	}
+	return false
 }
 
 // Server runs the SMTP listeners of one node.
@@ -77,12 +99,18 @@ type Server struct {
 	draining atomic.Bool
 	bound    atomic.Bool
 
-	scannerErr atomic.Pointer[scannerState]
+	// base is the parent of every session's context; kill ends it when
+	// the node stops for good.
+	base context.Context
+	kill context.CancelFunc
 }
 
 // New makes a server that spools accepted mail into q.
 func New(cfg Config, q *smarthost.Queue) *Server {
+	base, kill := context.WithCancel(context.Background())
 	s := &Server{
+		base:    base,
+		kill:    kill,
 		cfg:     cfg,
 		queue:   q,
 		domains: map[string]bool{},
@@ -97,20 +125,20 @@ func New(cfg Config, q *smarthost.Queue) *Server {
 
 // Listen binds a listener now, so that a port already in use is an error
 // at start-up, before the node says it is ready.
-func (s *Server) Listen(name, addr string) error {
+func (s *Server) Listen(p Policy, addr string) error {
+	name := p.Name
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
 	var allow func(netip.Addr) bool
-	if name == ListenerRelay {
-		// The relay listener is for the backends sending outbound
-		// mail; nobody else may even start a session there.
+	if p.OnlyMyNetworks {
+		// Nobody else may even start a session there.
 		allow = s.inMyNetworks
 	}
 	ll := &limitListener{Listener: ln, name: name, hostname: s.cfg.Hostname, limiter: s.limiter, allow: allow, log: s.log, srv: s}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return s.newSession(name, c)
+		return s.newSession(&p, c)
 	}))
 	srv.Domain = s.cfg.Hostname
 	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
@@ -192,23 +220,33 @@ func (s *Server) Shutdown(ctx context.Context) {
 		go func(srv *smtp.Server) {
 			defer wg.Done()
 			if err := srv.Shutdown(ctx); err != nil {
+				// The grace is over: end the sessions' work, then
+				// their connections.
+				s.kill()
 				_ = srv.Close()
 			}
 		}(srv)
 	}
 	wg.Wait()
+	s.kill()
 }
 
-func (s *Server) newSession(listener string, c *smtp.Conn) (smtp.Session, error) {
+func (s *Server) newSession(p *Policy, c *smtp.Conn) (smtp.Session, error) {
 	ip := remoteIP(c.Conn())
 	g := guardOf(c)
 	if g == nil {
 		return nil, fmt.Errorf("gateway: connection %s without its guard", ip)
 	}
-	sess := &session{srv: s, listener: listener, conn: c, guard: g, ip: ip, id: g.id, log: s.log}
-	metricSessions.WithLabelValues(listener).Inc()
-	s.log.Info("session", "event", "connect", "session", sess.id, "listener", listener, "client_ip", ip.String(),
+	ctx, cancel := context.WithCancel(s.base)
+	sess := &session{srv: s, policy: p, conn: c, guard: g, ip: ip, id: g.id, log: s.log, ctx: ctx, cancel: cancel,
+		fconn: filter.Conn{ID: g.id, Listener: p.Name, IP: ip, Helo: c.Hostname(), TLS: g.TLSState() != nil, Trusted: s.inMyNetworks(ip)}}
+	s.log.Info("session", "event", "connect", "session", sess.id, "listener", p.Name, "client_ip", ip.String(),
 		"helo", truncate(c.Hostname()), "tls", g.TLSState() != nil)
+	if d := p.Pipeline.Conn(ctx, &sess.fconn); d.Refused() {
+		cancel()
+		return nil, sess.refuseDecision(d)
+	}
+	metricSessions.WithLabelValues(p.Name).Inc()
 	return sess, nil
 }
 

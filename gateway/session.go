@@ -12,42 +12,60 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mxgate/mxgate/greylist"
+	"github.com/mxgate/mxgate/filter"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
 // session is one SMTP conversation on one listener. go-smtp creates it at
 // EHLO/HELO and calls Reset between transactions.
 type session struct {
-	srv      *Server
-	listener string
-	conn     *smtp.Conn
-	guard    *guardConn
-	ip       netip.Addr
-	id       string // session id in the mail log
-	log      *slog.Logger
+	srv    *Server
+	policy *Policy
+	conn   *smtp.Conn
+	guard  *guardConn
+	ip     netip.Addr
+	id     string // session id in the mail log
+	log    *slog.Logger
+	// ctx ends when the client goes (Logout) or the node stops for good.
+	ctx    context.Context
+	cancel context.CancelFunc
+	fconn  filter.Conn // what the checks know of the client
 
 	from    string
 	hasFrom bool
 	rcpts   []string
+	// deferred maps a recipient to the checks that decide it at the end
+	// of DATA (the greylisting of bounces).
+	deferred map[string][]string
 }
 
 func (s *session) Reset() {
-	s.from, s.hasFrom, s.rcpts = "", false, nil
+	s.from, s.hasFrom, s.rcpts, s.deferred = "", false, nil, nil
 }
 
 func (s *session) Logout() error {
-	metricSessions.WithLabelValues(s.listener).Dec()
+	s.cancel()
+	metricSessions.WithLabelValues(s.policy.Name).Dec()
 	return nil
 }
 
 // refuse counts, logs and returns the reply for r: every refusal of a
 // session goes through here.
 func (s *session) refuse(r reason, detail string, attrs ...any) error {
-	e := reply(r, detail)
-	metricMessages.WithLabelValues(s.listener, outcome(e), string(r)).Inc()
-	args := append([]any{"event", "reject", "session", s.id, "listener", s.listener, "client_ip", s.ip.String(),
-		"reason", string(r), "reply", fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)}, attrs...)
+	return s.refuseWith(reply(r, detail), string(r), attrs...)
+}
+
+// refuseDecision refuses as a pipeline decision says, with the deciding
+// check's log attributes after attrs.
+func (s *session) refuseDecision(d filter.Decision, attrs ...any) error {
+	e := &smtp.SMTPError{Code: d.Reply.Code, EnhancedCode: smtp.EnhancedCode(d.Reply.Enhanced), Message: d.Reply.Text}
+	return s.refuseWith(e, d.Reason, append(attrs, d.LogAttrs...)...)
+}
+
+func (s *session) refuseWith(e *smtp.SMTPError, r string, attrs ...any) error {
+	metricMessages.WithLabelValues(s.policy.Name, outcome(e), r).Inc()
+	args := append([]any{"event", "reject", "session", s.id, "listener", s.policy.Name, "client_ip", s.ip.String(),
+		"reason", r, "reply", replyText(e)}, attrs...)
 	s.log.Info("refused", args...)
 	return e
 }
@@ -76,7 +94,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if from != "" && !validAddress(from) {
 		return s.refuse(reasonBadSender, "", "from", truncate(from))
 	}
-	s.from, s.hasFrom, s.rcpts = quoteLocalPart(from), true, s.rcpts[:0]
+	from = quoteLocalPart(from)
+	// EHLO may come again, and STARTTLS before it.
+	s.fconn.Helo, s.fconn.TLS = s.conn.Hostname(), s.guard.TLSState() != nil
+	if d := s.policy.Pipeline.Sender(s.ctx, &filter.Sender{Conn: &s.fconn, From: from}); d.Refused() {
+		return s.refuseDecision(d, "from", truncate(from))
+	}
+	s.from, s.hasFrom, s.rcpts, s.deferred = from, true, s.rcpts[:0], nil
 	return nil
 }
 
@@ -95,65 +119,24 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if len(s.rcpts) >= s.srv.cfg.MaxRecipients {
 		return s.refuse(reasonTooManyRecipients, "", "from", truncate(s.from), "rcpt", truncate(to))
 	}
-	trusted := s.srv.inMyNetworks(s.ip)
-	if !s.srv.isLocalDomain(domainOf(to)) && !trusted {
+	if !s.srv.isLocalDomain(domainOf(to)) && !s.policy.mayRelay(&s.fconn) {
 		return s.refuse(reasonRelayDenied, "", "from", truncate(s.from), "rcpt", truncate(to))
 	}
-	if !trusted && hasRouting(to) {
+	if !s.fconn.Trusted && hasRouting(to) {
 		return s.refuse(reasonRoutingAddress, "", "from", truncate(s.from), "rcpt", truncate(to))
 	}
 	to = quoteLocalPart(to)
-	if s.greylisting() && s.from != "" {
-		// The null sender is greylisted at the end of DATA, when the
-		// whole recipient set is known.
-		d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, s.from, to)
-		if !d.Pass {
-			return s.refuse(reasonGreylisted, "", "from", truncate(s.from), "rcpt", truncate(to),
-				"greylist", string(d.Result), "retry_in_s", int(d.Retry.Seconds()))
+	d := s.policy.Pipeline.Rcpt(s.ctx, &filter.Recipient{Conn: &s.fconn, From: s.from, Rcpt: to})
+	if d.Refused() {
+		return s.refuseDecision(d, "from", truncate(s.from), "rcpt", truncate(to))
+	}
+	if len(d.Deferred) > 0 {
+		if s.deferred == nil {
+			s.deferred = map[string][]string{}
 		}
-		s.logGreylistFailOpen(d, to)
+		s.deferred[to] = d.Deferred
 	}
 	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-
-// greylisting tells whether this session's mail goes through the greylist:
-// never on the relay listener nor for clients in mynetworks (our own
-// backends and trusted hosts).
-func (s *session) greylisting() bool {
-	return s.srv.cfg.Greylist != nil && s.listener == ListenerInbound && !s.srv.inMyNetworks(s.ip)
-}
-
-// logGreylistFailOpen logs a recipient let through because the greylist
-// store failed (no quorum in a cluster): the metric counts these, the log
-// says which mail and why.
-func (s *session) logGreylistFailOpen(d greylist.Decision, rcpt string) {
-	if d.Err == nil {
-		return
-	}
-	s.log.Warn("greylisting failed open", "event", "greylist_fail_open", "session", s.id, "client_ip", s.ip.String(),
-		"from", truncate(s.from), "rcpt", truncate(rcpt), "greylist", string(d.Result), "error", d.Err.Error())
-}
-
-// greylistNullSender checks every recipient of a bounce: each triplet is
-// recorded, and the message passes only if all of them pass.
-func (s *session) greylistNullSender(id string) error {
-	if !s.greylisting() || s.from != "" {
-		return nil
-	}
-	var failed []string
-	var result string
-	for _, r := range s.rcpts {
-		d := s.srv.cfg.Greylist.Check(context.Background(), s.ip, "", r)
-		s.logGreylistFailOpen(d, r)
-		if !d.Pass {
-			failed = append(failed, r)
-			result = string(d.Result)
-		}
-	}
-	if len(failed) > 0 {
-		return s.refuse(reasonGreylisted, "", "queue_id", id, "from", "", "rcpts", failed, "greylist", result)
-	}
 	return nil
 }
 
@@ -210,21 +193,22 @@ func (s *session) Data(r io.Reader) error {
 	}
 
 	dataEnd := time.Now()
-	if err := s.greylistNullSender(id); err != nil {
-		return err
+	if err := draft.Flush(); err != nil {
+		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
 	}
-	verdict := s.scan(context.Background(), draft.Path(), id)
+	msg, err := filter.OpenMessage(id, draft.Path())
+	if err != nil {
+		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
+	}
+	d := s.policy.Pipeline.Body(s.ctx, &filter.Body{Conn: &s.fconn, From: s.from, Rcpts: rcpts, Msg: msg}, s.deferred)
+	if d.Refused() {
+		return s.refuseDecision(d, "queue_id", id, "from", truncate(s.from))
+	}
 	// Our headers go before the client's bytes at delivery: the trace
-	// header first (RFC 5321 §4.4), then the scan result.
+	// header first (RFC 5321 §4.4), then the checks' headers.
 	prepend := receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, id, tlsState, rcpts, start)
-	switch {
-	case verdict.virus != "":
-		return s.refuse(reasonVirus, verdict.virus, "queue_id", id, "from", truncate(s.from), "virus", verdict.virus)
-	case verdict.err != nil && !s.srv.cfg.ScanOnErrorAccept:
-		return s.refuse(reasonScanError, "", "queue_id", id, "from", truncate(s.from), "error", verdict.err.Error())
-	}
-	if verdict.header != "" {
-		prepend = append(prepend, verdict.header+"\r\n"...)
+	for _, h := range d.Headers {
+		prepend = fmt.Appendf(prepend, "%s: %s\r\n", h.Name, h.Value)
 	}
 
 	env := smarthost.Envelope{
@@ -233,7 +217,7 @@ func (s *session) Data(r io.Reader) error {
 		ReceivedAt: start,
 		ClientIP:   s.ip.String(),
 		Helo:       sanitizeHelo(s.conn.Hostname()),
-		Listener:   s.listener,
+		Listener:   s.policy.Name,
 		Prepend:    prepend,
 	}
 	if err := s.ended(); err != nil {
@@ -243,11 +227,12 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
 	}
 	s.guard.messageAccepted()
-	metricMessages.WithLabelValues(s.listener, "accepted", "none").Inc()
-	metricMessageBytes.WithLabelValues(s.listener).Observe(float64(size))
-	metricAcceptDuration.WithLabelValues(s.listener).Observe(time.Since(dataEnd).Seconds())
-	s.log.Info("accepted", "event", "accept", "session", s.id, "listener", s.listener, "client_ip", s.ip.String(),
-		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil, "virus_scan", verdict.logValue())
+	metricMessages.WithLabelValues(s.policy.Name, "accepted", "none").Inc()
+	metricMessageBytes.WithLabelValues(s.policy.Name).Observe(float64(size))
+	metricAcceptDuration.WithLabelValues(s.policy.Name).Observe(time.Since(dataEnd).Seconds())
+	args := []any{"event", "accept", "session", s.id, "listener", s.policy.Name, "client_ip", s.ip.String(),
+		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil}
+	s.log.Info("accepted", append(args, d.LogAttrs...)...)
 	return accepted(id)
 }
 

@@ -48,7 +48,7 @@ func startTestServer(t testing.TB) string {
 		DataTimeout:    time.Second,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, q)
-	if err := srv.Listen(ListenerInbound, "127.0.0.1:0"); err != nil {
+	if err := srv.Listen(Policy{Name: ListenerInbound}, "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = srv.Serve() }()

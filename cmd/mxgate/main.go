@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/cluster"
+	"github.com/mxgate/mxgate/filter"
 	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/greylist"
@@ -229,32 +230,47 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		}, store)
 	}
 	gw := gateway.New(gateway.Config{
-		Hostname:          cfg.Hostname,
-		Domains:           cfg.Domains,
-		MyNetworks:        cfg.myNetworks,
-		TLS:               tlsConf,
-		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
-		MaxRecipients:     cfg.Limits.MaxRecipients,
-		MaxConnections:    cfg.Limits.MaxConnections,
-		PerIPConnections:  cfg.Limits.PerIPConnections,
-		CommandTimeout:    cfg.Limits.CommandTimeout.D(),
-		DataTimeout:       cfg.Limits.DataTimeout.D(),
-		ConnLimitExempt:   cfg.connLimitExempt,
-		HardErrorLimit:    cfg.Limits.HardErrorLimit,
-		JunkCommandLimit:  cfg.Limits.JunkCommandLimit,
-		Scanner:           scanner,
-		Greylist:          grey,
-		ScanOnErrorAccept: cfg.ClamAV.OnError == "accept",
-		Logger:            logger,
+		Hostname:         cfg.Hostname,
+		Domains:          cfg.Domains,
+		MyNetworks:       cfg.myNetworks,
+		TLS:              tlsConf,
+		MaxMessageBytes:  cfg.Limits.MaxMessageBytes,
+		MaxRecipients:    cfg.Limits.MaxRecipients,
+		MaxConnections:   cfg.Limits.MaxConnections,
+		PerIPConnections: cfg.Limits.PerIPConnections,
+		CommandTimeout:   cfg.Limits.CommandTimeout.D(),
+		DataTimeout:      cfg.Limits.DataTimeout.D(),
+		ConnLimitExempt:  cfg.connLimitExempt,
+		HardErrorLimit:   cfg.Limits.HardErrorLimit,
+		JunkCommandLimit: cfg.Limits.JunkCommandLimit,
+		Logger:           logger,
 	}, queue)
-	for _, l := range []struct{ name, addr string }{
-		{gateway.ListenerInbound, cfg.Listen.Inbound},
-		{gateway.ListenerRelay, cfg.Listen.Relay},
+	// The checks of each listener: the Internet's mail is greylisted and
+	// scanned; the backends' outgoing mail is scanned.
+	var body []filter.BodyCheck
+	var clamdHealth *clamav.Health
+	if scanner != nil {
+		clamdHealth = clamav.NewHealth(scanner, logger)
+		body = append(body, &clamav.Check{Client: scanner, Hostname: cfg.Hostname,
+			OnErrorAccept: cfg.ClamAV.OnError == "accept", Observe: clamdHealth.Observe, Logger: logger})
+	}
+	var inboundRcpt []filter.RcptCheck
+	if grey != nil {
+		inboundRcpt = append(inboundRcpt, &greylist.Check{Greylister: grey, Logger: logger})
+	}
+	for _, l := range []struct {
+		addr   string
+		policy gateway.Policy
+	}{
+		{cfg.Listen.Inbound, gateway.Policy{Name: gateway.ListenerInbound, Relay: gateway.RelayTrusted,
+			Pipeline: filter.New(filter.Config{Rcpt: inboundRcpt, Body: body, Logger: logger})}},
+		{cfg.Listen.Relay, gateway.Policy{Name: gateway.ListenerRelay, OnlyMyNetworks: true, Relay: gateway.RelayTrusted,
+			Pipeline: filter.New(filter.Config{Body: body, Logger: logger})}},
 	} {
 		if l.addr == "" {
 			continue
 		}
-		if err := gw.Listen(l.name, l.addr); err != nil {
+		if err := gw.Listen(l.policy, l.addr); err != nil {
 			return err
 		}
 	}
@@ -278,7 +294,12 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			}
 			return nil
 		}},
-		{Name: "clamd", Ready: gw.ScannerReady},
+		{Name: "clamd", Ready: func() error {
+			if clamdHealth == nil {
+				return nil // scanning disabled
+			}
+			return clamdHealth.Ready()
+		}},
 		{Name: "spool", Ready: func() error {
 			if !queue.Ready() {
 				return errors.New("queue not running")
@@ -291,7 +312,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	qctx, qcancel := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)
 	go func() { qdone <- queue.Run(qctx) }()
-	go gw.WatchScanner(qctx)
+	if clamdHealth != nil {
+		go clamdHealth.Watch(qctx)
+	}
 	go spoolMon.Run(qctx, spoolCheckInterval)
 	gwdone := make(chan error, 1)
 	go func() { gwdone <- gw.Serve() }()

@@ -24,7 +24,7 @@ domains: [bench.test]
 backends: [%q]
 mynetworks: ["10.255.255.0/24"]
 queue: {retry_min: 1s, retry_max: 10s}
-limits: {per_ip_connections: %d, max_message_bytes: %d}
+limits: {per_ip_connections: %d, max_message_bytes: %d, hard_error_limit: 1000000, junk_command_limit: 1000000}
 clamav: %s
 greylist: %s
 %s`

@@ -130,7 +130,7 @@ smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, che
 # Postfix counts each 4xx as an error of the session: after 10 it sleeps
 # 1s before each reply, after 20 it hangs up, and it counts each RSET past
 # 100 as junk. Real senders make one connection per message; the bench's
-# clients keep theirs (mxgate has no such limits), so lift them.
+# clients keep theirs, so lift them (mxgate's limits are lifted alike).
 smtpd_soft_error_limit = 1000000
 smtpd_hard_error_limit = 1000000
 smtpd_error_sleep_time = 0s

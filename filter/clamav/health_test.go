@@ -1,4 +1,4 @@
-package gateway
+package clamav
 
 import (
 	"bufio"
@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/mxgate/mxgate/filter/clamav"
 )
 
 // TestClamdHealthLevels: what the clamd watcher logs for a sequence of
@@ -105,12 +103,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestWatchScannerWaitsForClamd: a node whose clamd is not there yet logs
+// TestHealthWaitsForClamd: a node whose clamd is not there yet logs
 // one WARN that it is waiting (no ERROR) and is not ready; when clamd
 // answers, it logs that clamd is available and is ready.
-func TestWatchScannerWaitsForClamd(t *testing.T) {
+func TestHealthWaitsForClamd(t *testing.T) {
 	var up atomic.Bool
-	client, err := clamav.New(clamav.Config{
+	client, err := New(Config{
 		Address: "tcp:127.0.0.1:3310",
 		Timeout: time.Second,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -132,12 +130,12 @@ func TestWatchScannerWaitsForClamd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs lockedBuffer
-	srv := New(Config{Scanner: client, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, nil)
+	srv := NewHealth(client, slog.New(slog.NewJSONHandler(&logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.WatchScanner(ctx)
+		srv.Watch(ctx)
 	}()
 	defer func() {
 		cancel()
@@ -155,12 +153,12 @@ func TestWatchScannerWaitsForClamd(t *testing.T) {
 		}
 	}
 	waitFor("clamd_waiting line", func() bool { return strings.Contains(logs.String(), `"event":"clamd_waiting"`) })
-	if err := srv.ScannerReady(); err == nil {
+	if err := srv.Ready(); err == nil {
 		t.Error("ScannerReady: nil while clamd does not answer, want an error")
 	}
 	up.Store(true)
 	waitFor("clamd_up line", func() bool { return strings.Contains(logs.String(), `"event":"clamd_up"`) })
-	if err := srv.ScannerReady(); err != nil {
+	if err := srv.Ready(); err != nil {
 		t.Errorf("ScannerReady after clamd answered: %v", err)
 	}
 	out := logs.String()

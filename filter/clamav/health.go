@@ -1,14 +1,12 @@
-package gateway
+package clamav
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
+	"sync/atomic"
 	"time"
-
-	"github.com/mxgate/mxgate/filter/clamav"
 )
 
 // scanPingInterval is how often the node asks clamd whether it is alive,
@@ -16,70 +14,28 @@ import (
 // afresh, so mail flows again as soon as clamd is back.
 const scanPingInterval = 2 * time.Second
 
-// scanVerdict is what the scan step decided for one message.
-type scanVerdict struct {
-	virus  string // infected: the signature name
-	header string // header line to add (without CRLF), empty for none
-	err    error  // scan failed (not a verdict)
+// Health follows clamd's state for the node's readiness: a watcher pings
+// clamd, and every scan reports its outcome too (Observe), so /readyz
+// follows clamd even while no mail comes in.
+type Health struct {
+	client *Client
+	log    *slog.Logger
+	state  atomic.Pointer[healthState]
 }
 
-// scan streams the spooled body through clamd. A virus is a verdict; a
-// scanner that cannot answer is not, and follows clamav.on_error.
-func (s *session) scan(ctx context.Context, path, id string) scanVerdict {
-	sc := s.srv.cfg.Scanner
-	if sc == nil {
-		return scanVerdict{}
-	}
-	start := time.Now()
-	f, err := os.Open(path)
-	if err != nil {
-		return scanVerdict{err: fmt.Errorf("open spooled message: %w", err)}
-	}
-	defer f.Close()
-	res, err := sc.Scan(ctx, f)
-	dur := time.Since(start)
-	if err != nil {
-		kind := "unknown"
-		var se *clamav.ScanError
-		if errors.As(err, &se) {
-			kind = se.Kind
-		}
-		s.srv.scannerErr.Store(&scannerState{err: err})
-		s.log.Warn("virus scan failed", "event", "scan", "session", s.id, "queue_id", id, "result", "error",
-			"kind", kind, "error", err.Error(), "duration_ms", dur.Milliseconds(),
-			"on_error", map[bool]string{true: "accept", false: "tempfail"}[s.srv.cfg.ScanOnErrorAccept])
-		return scanVerdict{err: err, header: fmt.Sprintf("X-Virus-Scanned: not scanned (%s) by mxgate on %s", kind, s.srv.cfg.Hostname)}
-	}
-	s.srv.scannerErr.Store(&scannerState{})
-	if res.Infected {
-		s.log.Info("virus found", "event", "scan", "session", s.id, "queue_id", id, "result", "infected",
-			"virus", res.Virus, "duration_ms", dur.Milliseconds())
-		return scanVerdict{virus: res.Virus}
-	}
-	s.log.Debug("virus scan clean", "event", "scan", "session", s.id, "queue_id", id, "result", "clean", "duration_ms", dur.Milliseconds())
-	return scanVerdict{header: "X-Virus-Scanned: clamav by mxgate on " + s.srv.cfg.Hostname}
+type healthState struct{ err error }
+
+// NewHealth returns the health of clamd as client reaches it.
+func NewHealth(client *Client, log *slog.Logger) *Health {
+	return &Health{client: client, log: log}
 }
 
-// logValue is the scan outcome in the accept line of the mail log.
-func (v scanVerdict) logValue() string {
-	switch {
-	case v.err != nil:
-		return "not_scanned"
-	case v.header == "":
-		return "disabled"
-	}
-	return "clean"
-}
+// Observe records the outcome of a scan: nil when clamd answered.
+func (h *Health) Observe(err error) { h.state.Store(&healthState{err: err}) }
 
-type scannerState struct{ err error }
-
-// ScannerReady reports clamd's health as last seen by a ping or a scan; nil
-// when scanning is disabled.
-func (s *Server) ScannerReady() error {
-	if s.cfg.Scanner == nil {
-		return nil
-	}
-	st := s.scannerErr.Load()
+// Ready reports clamd's health as last seen by a ping or a scan.
+func (h *Health) Ready() error {
+	st := h.state.Load()
 	if st == nil {
 		return errors.New("clamd not checked yet")
 	}
@@ -95,31 +51,27 @@ func (s *Server) ScannerReady() error {
 // the signatures), and that is not a fault.
 const clamdStartGrace = 60 * time.Second
 
-// WatchScanner pings clamd until ctx ends, so /readyz follows clamd's
-// health even while no mail comes in. What it logs about clamd is decided
-// by clamdHealth.
-func (s *Server) WatchScanner(ctx context.Context) {
-	if s.cfg.Scanner == nil {
-		return
-	}
+// Watch pings clamd until ctx ends. What it logs about clamd is decided by
+// clamdHealth.
+func (h *Health) Watch(ctx context.Context) {
 	t := time.NewTicker(scanPingInterval)
 	defer t.Stop()
 	health := clamdHealth{start: time.Now(), grace: clamdStartGrace}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, scanPingInterval)
-		err := s.cfg.Scanner.Ping(pctx)
+		err := h.client.Ping(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		s.scannerErr.Store(&scannerState{err: err})
+		h.Observe(err)
 		if line, ok := health.observe(time.Now(), err); ok {
 			args := []any{"event", line.event}
 			if err != nil {
 				args = append(args, "error", err.Error())
 			}
 			args = append(args, line.args...)
-			s.log.Log(ctx, line.level, line.msg, args...)
+			h.log.Log(ctx, line.level, line.msg, args...)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,107 @@
+package clamav
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mxgate/mxgate/filter"
+)
+
+// CheckName is the check's name in the pipeline's metrics and symbols.
+const CheckName = "clamav"
+
+// Check is the virus scan as a body check: the spooled message is streamed
+// to clamd. A virus is refused; a scanner that cannot answer is not a
+// verdict and follows clamav.on_error (tempfail, or accept with a header
+// saying the message was not scanned).
+type Check struct {
+	Client   *Client
+	Hostname string // named in the X-Virus-Scanned header
+	// OnErrorAccept delivers a message clamd could not scan instead of
+	// answering 451 4.3.0.
+	OnErrorAccept bool
+	// Observe, when set, is told the outcome of every scan (nil error
+	// for an answer from clamd), for the node's readiness.
+	Observe func(error)
+	Logger  *slog.Logger
+}
+
+// Name is the check's name.
+func (c *Check) Name() string { return CheckName }
+
+// Reasons the check refuses with: the mxgate_messages_total labels.
+const (
+	ReasonVirus     = "virus"
+	ReasonScanError = "scan_error"
+)
+
+// CheckBody scans the message.
+func (c *Check) CheckBody(ctx context.Context, b *filter.Body) filter.Result {
+	start := time.Now()
+	r, err := b.Msg.Open()
+	if err != nil {
+		return c.failed(b, err, "source", time.Since(start))
+	}
+	defer r.Close()
+	res, err := c.Client.Scan(ctx, r)
+	dur := time.Since(start)
+	if err != nil {
+		kind := "unknown"
+		var se *ScanError
+		if errors.As(err, &se) {
+			kind = se.Kind
+		}
+		c.observe(err)
+		return c.failed(b, err, kind, dur)
+	}
+	c.observe(nil)
+	if res.Infected {
+		c.Logger.Info("virus found", "event", "scan", "session", b.Conn.ID, "queue_id", b.Msg.QueueID, "result", "infected",
+			"virus", res.Virus, "duration_ms", dur.Milliseconds())
+		return filter.Result{
+			Symbols:  []filter.Symbol{{Name: "CLAMAV_VIRUS", Detail: res.Virus}},
+			Action:   filter.Reject,
+			Reason:   ReasonVirus,
+			Reply:    &filter.Reply{Code: 554, Enhanced: [3]int{5, 7, 1}, Text: "message refused, virus found: " + res.Virus},
+			LogAttrs: []any{"virus", res.Virus},
+		}
+	}
+	c.Logger.Debug("virus scan clean", "event", "scan", "session", b.Conn.ID, "queue_id", b.Msg.QueueID, "result", "clean",
+		"duration_ms", dur.Milliseconds())
+	return filter.Result{
+		Headers:  []filter.Header{{Name: "X-Virus-Scanned", Value: "clamav by mxgate on " + c.Hostname}},
+		LogAttrs: []any{"virus_scan", "clean"},
+	}
+}
+
+// failed is the result of a scan that gave no verdict.
+func (c *Check) failed(b *filter.Body, err error, kind string, dur time.Duration) filter.Result {
+	onError := "tempfail"
+	if c.OnErrorAccept {
+		onError = "accept"
+	}
+	c.Logger.Warn("virus scan failed", "event", "scan", "session", b.Conn.ID, "queue_id", b.Msg.QueueID, "result", "error",
+		"kind", kind, "error", err.Error(), "duration_ms", dur.Milliseconds(), "on_error", onError)
+	res := filter.Result{Err: fmt.Errorf("scan: %w", err)}
+	if c.OnErrorAccept {
+		res.Headers = []filter.Header{{Name: "X-Virus-Scanned", Value: fmt.Sprintf("not scanned (%s) by mxgate on %s", kind, c.Hostname)}}
+		res.LogAttrs = []any{"virus_scan", "not_scanned"}
+		return res
+	}
+	// Scanner trouble is not a verdict: the sender keeps the message and
+	// retries (never 250 unscanned, never 5xx).
+	res.Action = filter.Tempfail
+	res.Reason = ReasonScanError
+	res.Reply = &filter.Reply{Code: 451, Enhanced: [3]int{4, 3, 0}, Text: "message could not be scanned for viruses, try again later"}
+	res.LogAttrs = []any{"error", err.Error()}
+	return res
+}
+
+func (c *Check) observe(err error) {
+	if c.Observe != nil {
+		c.Observe(err)
+	}
+}

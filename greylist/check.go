@@ -1,0 +1,55 @@
+package greylist
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/mxgate/mxgate/filter"
+)
+
+// CheckName is the greylist check's name in the pipeline.
+const CheckName = "greylist"
+
+// ReasonGreylisted is the mxgate_messages_total label of a greylisted
+// recipient.
+const ReasonGreylisted = "greylisted"
+
+// Check is greylisting as a recipient check of the filter pipeline. Trusted
+// clients (mynetworks) are never greylisted. A bounce (the null sender) is
+// decided at the end of DATA, for every recipient at once, rather than at
+// RCPT: a bounce has no sender to key the triplet on, and the whole
+// recipient set is known then.
+type Check struct {
+	Greylister *Greylister
+	Logger     *slog.Logger
+}
+
+// Name is the check's name.
+func (c *Check) Name() string { return CheckName }
+
+var greylistedReply = &filter.Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "greylisted, try again later"}
+
+// CheckRcpt decides one recipient.
+func (c *Check) CheckRcpt(ctx context.Context, r *filter.Recipient) filter.Result {
+	if r.Conn.Trusted {
+		return filter.Result{}
+	}
+	if r.From == "" && !r.AtData {
+		return filter.Result{Defer: true}
+	}
+	d := c.Greylister.Check(ctx, r.Conn.IP, r.From, r.Rcpt)
+	if d.Err != nil {
+		// The store failed (no quorum in a cluster): the recipient
+		// passes, the metric counts it, the log says which mail.
+		c.Logger.Warn("greylisting failed open", "event", "greylist_fail_open", "session", r.Conn.ID, "client_ip", r.Conn.IP.String(),
+			"from", r.From, "rcpt", r.Rcpt, "greylist", string(d.Result), "error", d.Err.Error())
+	}
+	if d.Pass {
+		return filter.Result{}
+	}
+	attrs := []any{"greylist", string(d.Result)}
+	if !r.AtData {
+		attrs = append(attrs, "retry_in_s", int(d.Retry.Seconds()))
+	}
+	return filter.Result{Action: filter.Tempfail, Reason: ReasonGreylisted, Reply: greylistedReply, LogAttrs: attrs}
+}
