@@ -18,6 +18,31 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// CmdChunk carries one part of a command too large for one log entry; its
+// type byte is part of the log format.
+const CmdChunk CommandType = 4
+
+// The chunks' buckets; part of the snapshot format.
+var (
+	bucketChunks    = []byte("chunk_parts") // id|index -> data
+	bucketChunkSets = []byte("chunk_sets")  // id -> total, received, expiresAt
+	bucketChunkDone = []byte("chunk_done")  // id -> expiresAt
+)
+
+// Chunking is registered like a domain (its parts are state, in
+// snapshots, and expire) but holds no state of its own: a completed set
+// is applied as the command it carries, whichever domain that belongs to.
+func init() {
+	registerDomain(domain{
+		name:     "chunks",
+		buckets:  [][]byte{bucketChunks, bucketChunkSets, bucketChunkDone},
+		commands: []command{{CmdChunk, "chunk", applyChunk}},
+		expire: func(tx *bolt.Tx, now time.Time) map[string]int {
+			return map[string]int{"chunks": expireChunks(tx, now)}
+		},
+	})
+}
+
 // MaxEntrySize is the largest command sent as one log entry; larger ones go
 // through SplitCommand.
 const MaxEntrySize = 512 << 10

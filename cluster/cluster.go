@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -595,9 +596,12 @@ func (c *Cluster) expire(now time.Time) {
 		return
 	}
 	metricExpiries.WithLabelValues("ok").Inc()
-	if r, ok := resp.(ExpireResult); ok && (r.Triplets+r.Networks+r.Chunks) > 0 {
-		c.log.Info("expired replicated state", "event", "cluster_expire",
-			"triplets", r.Triplets, "networks", r.Networks, "chunks", r.Chunks)
+	if r, ok := resp.(ExpireResult); ok && r.Total() > 0 {
+		args := []any{"event", "cluster_expire"}
+		for _, what := range slices.Sorted(maps.Keys(r)) {
+			args = append(args, what, r[what])
+		}
+		c.log.Info("expired replicated state", args...)
 	}
 }
 

@@ -3,80 +3,27 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
-	"time"
-
-	"github.com/mxgate/mxgate/greylist"
 )
 
 // CommandType is the leading byte of every command.
+//
+// Each type is declared and registered by the file of the domain that
+// applies it (greylist.go, chunk.go; CmdExpire, which reaches every domain,
+// in expire.go). Values are part of the log format: never renumber or reuse
+// one (registering a type twice panics at start-up). New commands that old
+// nodes may skip are sent with IgnorableFlag.
 type CommandType uint8
-
-// Command types. Values are part of the log format: never renumber or reuse
-// one. New commands that old nodes may skip are sent with IgnorableFlag.
-const (
-	CmdGreylistPutTriplet CommandType = 1
-	CmdGreylistPutNetwork CommandType = 2
-	CmdExpire             CommandType = 3
-	CmdChunk              CommandType = 4
-)
 
 // IgnorableFlag set in a type byte tells a node that does not know the
 // command to skip it instead of panicking.
 const IgnorableFlag CommandType = 0x80
 
+// String is the name the type was registered with.
 func (c CommandType) String() string {
-	switch c &^ IgnorableFlag {
-	case CmdGreylistPutTriplet:
-		return "greylist_put_triplet"
-	case CmdGreylistPutNetwork:
-		return "greylist_put_network"
-	case CmdExpire:
-		return "expire"
-	case CmdChunk:
-		return "chunk"
+	if cmd := defaultRegistry.commands[c&^IgnorableFlag]; cmd != nil {
+		return cmd.name
 	}
 	return fmt.Sprintf("unknown_%d", uint8(c&^IgnorableFlag))
-}
-
-// putTripletCmd is the payload of CmdGreylistPutTriplet.
-type putTripletCmd struct {
-	Key     string           `json:"k"`
-	Triplet greylist.Triplet `json:"t"`
-}
-
-// putNetworkCmd is the payload of CmdGreylistPutNetwork.
-type putNetworkCmd struct {
-	Network string           `json:"n"`
-	State   greylist.Network `json:"s"`
-}
-
-// expireCmd is the payload of CmdExpire.
-type expireCmd struct {
-	Now time.Time `json:"now"`
-}
-
-// ExpireResult is the response of a CmdExpire: how much it removed.
-type ExpireResult struct {
-	Triplets, Networks int
-	// Chunks counts abandoned partial chunked commands and the markers of
-	// completed ones whose expiry passed.
-	Chunks int
-}
-
-// EncodePutTriplet returns the command storing t under key.
-func EncodePutTriplet(key string, t greylist.Triplet) []byte {
-	return encodeJSON(CmdGreylistPutTriplet, putTripletCmd{Key: key, Triplet: t})
-}
-
-// EncodePutNetwork returns the command storing n for network.
-func EncodePutNetwork(network string, n greylist.Network) []byte {
-	return encodeJSON(CmdGreylistPutNetwork, putNetworkCmd{Network: network, State: n})
-}
-
-// EncodeExpire returns the command removing what expired at now. The leader
-// issues it with its own clock; followers apply the same now.
-func EncodeExpire(now time.Time) []byte {
-	return encodeJSON(CmdExpire, expireCmd{Now: now})
 }
 
 func encodeJSON(t CommandType, v any) []byte {

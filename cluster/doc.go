@@ -9,11 +9,28 @@
 //     forwarding (mux.go, forward.go): followers forward writes to the
 //     leader over pooled connections, with jittered retries while an
 //     election runs.
-//   - The finite state machine (FSM) below, and the stores built on it
-//     (GreylistStore).
+//   - The finite state machine (FSM) below, made of registered domains:
+//     one file per kind of replicated state (greylist.go: the triplets and
+//     networks, and GreylistStore, the greylist.Store built on them).
 //   - TLS material (tls.go): a cluster CA and node certificates that carry
 //     ServerName, so a certificate proves membership wherever the node is
 //     reached.
+//
+// # Domains
+//
+// Each kind of replicated state is a domain, registered from the init
+// function of its own file (domain.go has the API, greylist.go an
+// example): the command types it applies, the bbolt buckets that hold it,
+// which are its section of every snapshot, and its expiry rule, taken from
+// the package that owns the state (for the greylist, greylist.Triplet.Expired
+// and greylist.Network.Expired). Adding a kind of state (the sender and
+// recipient lists, the quarantine) is one new file; the FSM dispatches each
+// command to the domain that registered its type, CmdExpire calls every
+// domain's expiry rule with the leader's time, and NewFSM and Restore
+// create every domain's buckets (a snapshot from before a domain existed
+// restores with the domain empty). Chunking (chunk.go) is registered the
+// same way but is generic: a completed set is applied as the command it
+// carries, whatever its domain.
 //
 // # Command format
 //
@@ -24,9 +41,11 @@
 //	| type | payload                     |
 //	+------+-----------------------------+
 //
-// Payloads are JSON objects for the small commands (CmdGreylistPutTriplet,
-// CmdGreylistPutNetwork, CmdExpire) and a fixed binary header plus raw bytes
-// for CmdChunk, so that a quarantine body is not inflated by base64:
+// Type bytes are declared by the domains' files and never reused. Payloads
+// are JSON objects for the small commands (CmdGreylistPutTriplet 0x01,
+// CmdGreylistPutNetwork 0x02, CmdExpire 0x03) and a fixed binary header
+// plus raw bytes for CmdChunk (0x04), so that a large body (a quarantined
+// message) is not inflated by base64:
 //
 //	CmdChunk: 0x04 | id [16] | index uint32 BE | total uint32 BE |
 //	          expiresAt int64 BE (Unix ns) | data...
@@ -68,6 +87,7 @@
 //     file (Raft restores the last snapshot and replays the log after it),
 //     which is why bbolt runs without fsync.
 //
-// Reads (GetTriplet, GetNetwork) are served from the local bbolt file in a
-// read-only transaction, possibly slightly behind the leader.
+// Reads (the greylist's GetTriplet, GetNetwork) are served from the local
+// bbolt file in a read-only transaction, possibly slightly behind the
+// leader.
 package cluster

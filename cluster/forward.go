@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -272,6 +273,15 @@ func decodeResponse(cmd, body []byte) (any, error) {
 		var r ExpireResult
 		if err := json.Unmarshal(body, &r); err != nil {
 			return nil, fmt.Errorf("cluster: forwarded expire response: %w", err)
+		}
+		// A leader of an earlier version answers with a struct's field
+		// names ("Triplets"); ours are lower case, and JSON field
+		// matching made the earlier version read ours.
+		for k, v := range r {
+			if l := strings.ToLower(k); l != k {
+				delete(r, k)
+				r[l] += v
+			}
 		}
 		return r, nil
 	}

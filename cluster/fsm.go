@@ -12,18 +12,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/mxgate/mxgate/greylist"
-)
-
-// Bucket names, one per kind of state. Part of the snapshot format.
-var (
-	bucketTriplets  = []byte("greylist_triplets")
-	bucketNetworks  = []byte("greylist_networks")
-	bucketChunks    = []byte("chunk_parts") // id|index -> data
-	bucketChunkSets = []byte("chunk_sets")  // id -> total, received, expiresAt
-	bucketChunkDone = []byte("chunk_done")  // id -> expiresAt
-	allBuckets      = [][]byte{bucketTriplets, bucketNetworks, bucketChunks, bucketChunkSets, bucketChunkDone}
 )
 
 const fsmFile = "fsm.db"
@@ -31,11 +19,13 @@ const fsmFile = "fsm.db"
 // ErrInvalidCommand wraps the semantic errors Apply returns as responses.
 var ErrInvalidCommand = errors.New("cluster: invalid command")
 
-// FSM is mxgate's Raft state machine. Apply, Snapshot and Restore are called
-// by Raft; GetTriplet and GetNetwork may be called concurrently from any
-// goroutine.
+// FSM is mxgate's Raft state machine: the registered domains' state (see
+// domain.go) in one bbolt file. Apply, Snapshot and Restore are called by
+// Raft; the domains' reads (GetTriplet, GetNetwork) may be called
+// concurrently from any goroutine.
 type FSM struct {
 	dir string
+	reg *registry
 
 	// mu guards db: readers and Apply hold it shared, Restore exclusively
 	// while it swaps the file.
@@ -46,21 +36,6 @@ type FSM struct {
 }
 
 var _ raft.FSM = (*FSM)(nil)
-
-// handler applies one command's payload inside tx and returns the response
-// for the proposer (nil, a result, or an error value for a semantic error).
-type handler func(f *FSM, tx *bolt.Tx, payload []byte) any
-
-// handlers is the dispatch table, indexed by type byte without
-// IgnorableFlag. Filled in init to break the cycle through applyChunk.
-var handlers [128]handler
-
-func init() {
-	handlers[CmdGreylistPutTriplet] = applyPutTriplet
-	handlers[CmdGreylistPutNetwork] = applyPutNetwork
-	handlers[CmdExpire] = applyExpire
-	handlers[CmdChunk] = applyChunk
-}
 
 func boltOptions() *bolt.Options {
 	return &bolt.Options{
@@ -81,6 +56,11 @@ func boltOptions() *bolt.Options {
 // there is discarded: Raft restores the latest snapshot and replays the log
 // after it, so the FSM must start empty.
 func NewFSM(dir string) (*FSM, error) {
+	return newFSM(dir, defaultRegistry)
+}
+
+// newFSM is NewFSM with the domains of reg.
+func newFSM(dir string, reg *registry) (*FSM, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: fsm dir: %w", err)
 	}
@@ -94,28 +74,22 @@ func NewFSM(dir string) (*FSM, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("cluster: removing old fsm file: %w", err)
 	}
-	db, err := openDB(path)
+	db, err := openDB(path, reg)
 	if err != nil {
 		return nil, err
 	}
-	return &FSM{dir: dir, db: db}, nil
+	return &FSM{dir: dir, reg: reg, db: db}, nil
 }
 
-// openDB opens a bbolt file and makes sure every bucket exists (a snapshot
-// from an older version may lack newer ones).
-func openDB(path string) (*bolt.DB, error) {
+// openDB opens a bbolt file and makes sure every bucket of every domain of
+// reg exists (a snapshot from an older version lacks those of newer
+// domains).
+func openDB(path string, reg *registry) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("cluster: opening %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err = db.Update(reg.createBuckets)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("cluster: preparing %s: %w", path, err)
@@ -215,8 +189,8 @@ func (f *FSM) apply(tx *bolt.Tx, data []byte) any {
 		panic("cluster: empty command")
 	}
 	t := CommandType(data[0])
-	if h := handlers[t&^IgnorableFlag]; h != nil {
-		return h(f, tx, data[1:])
+	if c := f.reg.commands[t&^IgnorableFlag]; c != nil {
+		return c.apply(f, tx, data[1:])
 	}
 	if t&IgnorableFlag != 0 {
 		f.ignored.Add(1)
@@ -243,24 +217,6 @@ func checkKey(kind, k string) error {
 	return nil
 }
 
-func applyPutTriplet(_ *FSM, tx *bolt.Tx, payload []byte) any {
-	var c putTripletCmd
-	decodeJSON(CmdGreylistPutTriplet, payload, &c)
-	if err := checkKey("triplet key", c.Key); err != nil {
-		return err
-	}
-	return putJSON(tx.Bucket(bucketTriplets), c.Key, c.Triplet)
-}
-
-func applyPutNetwork(_ *FSM, tx *bolt.Tx, payload []byte) any {
-	var c putNetworkCmd
-	decodeJSON(CmdGreylistPutNetwork, payload, &c)
-	if err := checkKey("network", c.Network); err != nil {
-		return err
-	}
-	return putJSON(tx.Bucket(bucketNetworks), c.Network, c.State)
-}
-
 // putJSON stores v; a storage error panics through Apply's commit path.
 func putJSON(b *bolt.Bucket, key string, v any) any {
 	val, err := json.Marshal(v)
@@ -273,70 +229,8 @@ func putJSON(b *bolt.Bucket, key string, v any) any {
 	return nil
 }
 
-func applyExpire(_ *FSM, tx *bolt.Tx, payload []byte) any {
-	var c expireCmd
-	decodeJSON(CmdExpire, payload, &c)
-	if c.Now.IsZero() {
-		return invalid("expire without a time")
-	}
-	now := c.Now
-	var res ExpireResult
-	// Matches greylist.Greylister: an entry is dead once now is not
-	// before its expiry.
-	res.Triplets = deleteWhere(tx.Bucket(bucketTriplets), func(v []byte) bool {
-		var t greylist.Triplet
-		if err := json.Unmarshal(v, &t); err != nil {
-			return true // unreadable state is of no use to anyone
-		}
-		return !now.Before(t.ExpiresAt)
-	})
-	res.Networks = deleteWhere(tx.Bucket(bucketNetworks), func(v []byte) bool {
-		var n greylist.Network
-		if err := json.Unmarshal(v, &n); err != nil {
-			return true
-		}
-		end := n.ExpiresAt
-		if n.AllowedUntil.After(end) {
-			end = n.AllowedUntil
-		}
-		return !now.Before(end)
-	})
-	res.Chunks = expireChunks(tx, now)
-	return res
-}
-
-// deleteWhere removes the entries of b whose value matches dead. Keys are
-// collected first: deleting under a moving bbolt cursor can skip entries.
-func deleteWhere(b *bolt.Bucket, dead func(v []byte) bool) int {
-	var keys [][]byte
-	c := b.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if dead(v) {
-			keys = append(keys, append([]byte(nil), k...))
-		}
-	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			panic(fmt.Sprintf("cluster: deleting %q: %v", k, err))
-		}
-	}
-	return len(keys)
-}
-
-// GetTriplet returns the stored triplet for key.
-func (f *FSM) GetTriplet(key string) (greylist.Triplet, bool, error) {
-	var t greylist.Triplet
-	ok, err := f.get(bucketTriplets, key, &t)
-	return t, ok, err
-}
-
-// GetNetwork returns the stored state of a client network.
-func (f *FSM) GetNetwork(network string) (greylist.Network, bool, error) {
-	var n greylist.Network
-	ok, err := f.get(bucketNetworks, network, &n)
-	return n, ok, err
-}
-
+// get decodes the JSON value stored under key in bucket into v, in a
+// read-only transaction: the domains' reads.
 func (f *FSM) get(bucket []byte, key string, v any) (bool, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

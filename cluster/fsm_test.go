@@ -24,7 +24,13 @@ var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 func newTestFSM(t *testing.T) *FSM {
 	t.Helper()
-	f, err := NewFSM(t.TempDir())
+	return newTestFSMWith(t, defaultRegistry)
+}
+
+// newTestFSMWith returns an FSM with the domains of reg.
+func newTestFSMWith(t *testing.T, reg *registry) *FSM {
+	t.Helper()
+	f, err := newFSM(t.TempDir(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +169,8 @@ func TestExpire(t *testing.T) {
 	}
 
 	resp := mustApply(t, f, EncodeExpire(now))
-	want := ExpireResult{Triplets: 3, Networks: 3}
-	if resp != want {
+	want := ExpireResult{"triplets": 3, "networks": 3, "chunks": 0}
+	if !reflect.DeepEqual(resp, want) {
 		t.Errorf("expire response %+v, want %+v", resp, want)
 	}
 	for k := range triplets {
@@ -181,7 +187,7 @@ func TestExpire(t *testing.T) {
 	}
 
 	// Applying the same expire again removes nothing more: replay is safe.
-	if resp := mustApply(t, f, EncodeExpire(now)); resp != (ExpireResult{}) {
+	if resp := mustApply(t, f, EncodeExpire(now)); resp.(ExpireResult).Total() != 0 {
 		t.Errorf("second expire %+v", resp)
 	}
 }
@@ -397,20 +403,26 @@ func padTriplet(key string, tr greylist.Triplet, size int) []byte {
 	return append(cmd, bytes.Repeat([]byte{' '}, size-len(cmd))...)
 }
 
-// testCmd is a command type registered only in tests, standing in for the
-// quarantine body commands to come.
+// testCmd is a command type registered only in tests, standing in for a
+// large command such as a quarantined message.
 const testCmd CommandType = 0x7e
 
 type recorder struct{ calls [][]byte }
 
-func registerRecorder(t *testing.T) *recorder {
+// recorderFSM returns an FSM with the default domains and one more whose
+// command testCmd records its payloads.
+func recorderFSM(t *testing.T) (*FSM, *recorder) {
+	t.Helper()
 	r := &recorder{}
-	handlers[testCmd] = func(_ *FSM, _ *bolt.Tx, payload []byte) any {
+	reg := defaultRegistry.clone()
+	err := reg.register(domain{name: "recorder", commands: []command{{testCmd, "test", func(_ *FSM, _ *bolt.Tx, payload []byte) any {
 		r.calls = append(r.calls, bytes.Clone(payload))
 		return "applied"
+	}}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { handlers[testCmd] = nil })
-	return r
+	return newTestFSMWith(t, reg), r
 }
 
 func bigPayload(n int) []byte {
@@ -428,8 +440,7 @@ func chunkState(t *testing.T, f *FSM) (parts, sets, done int) {
 }
 
 func TestChunkedCommand(t *testing.T) {
-	rec := registerRecorder(t)
-	f := newTestFSM(t)
+	f, rec := recorderFSM(t)
 	payload := bigPayload(2 << 20)
 	cmd := append([]byte{byte(testCmd)}, payload...)
 	exp := t0.Add(time.Hour)
@@ -476,7 +487,7 @@ func TestChunkedCommand(t *testing.T) {
 		t.Errorf("duplicate parts re-applied the command: %d calls", len(rec.calls))
 	}
 	// Expire forgets the completed id once its expiry passed.
-	if resp := mustApply(t, f, EncodeExpire(exp)); resp.(ExpireResult).Chunks != 1 {
+	if resp := mustApply(t, f, EncodeExpire(exp)); resp.(ExpireResult)["chunks"] != 1 {
 		t.Errorf("expire: %+v", resp)
 	}
 	if p, s, d := chunkState(t, f); p != 0 || s != 0 || d != 0 {
@@ -506,8 +517,7 @@ func TestChunkedOutOfOrderAndRealCommand(t *testing.T) {
 }
 
 func TestChunkedMissingPart(t *testing.T) {
-	rec := registerRecorder(t)
-	f := newTestFSM(t)
+	f, rec := recorderFSM(t)
 	cmd := append([]byte{byte(testCmd)}, bigPayload(2<<20)...)
 	exp := t0.Add(time.Hour)
 	entries, err := SplitCommand(cmd, NewChunkID(), exp)
@@ -538,10 +548,10 @@ func TestChunkedMissingPart(t *testing.T) {
 	}
 
 	// Not yet expired: kept. Expired: the partial set goes.
-	if resp := mustApply(t, f, EncodeExpire(exp.Add(-time.Nanosecond))); resp.(ExpireResult).Chunks != 0 {
+	if resp := mustApply(t, f, EncodeExpire(exp.Add(-time.Nanosecond))); resp.(ExpireResult)["chunks"] != 0 {
 		t.Errorf("early expire removed %+v", resp)
 	}
-	if resp := mustApply(t, f, EncodeExpire(exp)); resp.(ExpireResult).Chunks != 1 {
+	if resp := mustApply(t, f, EncodeExpire(exp)); resp.(ExpireResult)["chunks"] != 1 {
 		t.Errorf("expire removed %+v", resp)
 	}
 	if p, s, d := chunkState(t, f); p != 0 || s != 0 || d != 0 {

@@ -297,7 +297,7 @@ func TestNodeForwardResponsesAndRejections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := resp.(ExpireResult); !ok || r.Triplets != 1 {
+	if r, ok := resp.(ExpireResult); !ok || r["triplets"] != 1 {
 		t.Fatalf("expire through follower: %#v, want ExpireResult with 1 triplet", resp)
 	}
 

@@ -67,7 +67,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		os.Remove(tmpPath)
 		return fmt.Errorf("cluster: restore: writing %s: %w", tmpPath, err)
 	}
-	db, err := openDB(tmpPath)
+	// Every registered domain's section (its buckets) is in the new file
+	// once it is open: a snapshot from before a domain existed gets the
+	// domain's buckets empty.
+	db, err := openDB(tmpPath, f.reg)
 	if err != nil {
 		os.Remove(tmpPath)
 		return fmt.Errorf("cluster: restore: %w", err)

@@ -7,9 +7,11 @@
 //
 // The decision logic in Greylister reads and writes through the Store
 // interface owned here; MemoryStore is the single-node implementation that
-// survives restarts through an atomically written snapshot, and the cluster
-// brings a Raft-backed one. Time comes from an injected clock so the rules
-// are tested without sleeping. Store errors fail open: greylisting is a
-// spam-reduction measure, never a reason to refuse mail when state is
-// unavailable (DESIGN.md, "Where state lives").
+// survives restarts through an atomically written snapshot, and
+// cluster.GreylistStore the Raft-backed one. When an entry is dead is
+// decided here, by Triplet.Expired and Network.Expired, for the Greylister
+// and for both stores' expiry. Time comes from an injected clock so the
+// rules are tested without sleeping. Store errors fail open: greylisting is
+// a spam-reduction measure, never a reason to refuse mail when state is
+// unavailable (README, "Greylisting").
 package greylist

@@ -60,7 +60,9 @@ type Decision struct {
 }
 
 // Store holds triplets and client networks. Keys are opaque strings built by
-// the Greylister. The cluster issue brings a Raft-backed implementation.
+// the Greylister. MemoryStore keeps them on one node; cluster.GreylistStore
+// replicates them with Raft. A store may drop an entry once it is Expired;
+// until then it must keep it.
 type Store interface {
 	GetTriplet(ctx context.Context, key string) (Triplet, bool, error)
 	PutTriplet(ctx context.Context, key string, t Triplet) error
@@ -75,6 +77,12 @@ type Triplet struct {
 	ExpiresAt           time.Time // end of the retry window, or of the lifetime once passed
 }
 
+// Expired reports whether t is dead at now: its retry window ended before
+// it passed, or its lifetime ended without use. The Greylister treats an
+// expired triplet as new, and the stores drop it (MemoryStore.Expire, the
+// cluster's expiry): this is the one place the rule lives.
+func (t Triplet) Expired(now time.Time) bool { return !now.Before(t.ExpiresAt) }
+
 // Network counts the distinct triplets a client network has passed.
 type Network struct {
 	Passes       int
@@ -85,12 +93,17 @@ type Network struct {
 	ExpiresAt time.Time
 }
 
-// expiry is when a network entry may be removed.
-func (n Network) expiry() time.Time {
-	if n.AllowedUntil.After(n.ExpiresAt) {
-		return n.AllowedUntil
+// Expired reports whether n is dead at now: both its pass count
+// (ExpiresAt) and its auto-allow (AllowedUntil) have ended. The Greylister
+// treats an expired network as unknown, and the stores drop it
+// (MemoryStore.Expire, the cluster's expiry): this is the one place the
+// rule lives.
+func (n Network) Expired(now time.Time) bool {
+	end := n.ExpiresAt
+	if n.AllowedUntil.After(end) {
+		end = n.AllowedUntil
 	}
-	return n.ExpiresAt
+	return !now.Before(end)
 }
 
 // Greylister decides on triplets. It is safe for concurrent use as far as
@@ -207,7 +220,7 @@ func (g *Greylister) check(ctx context.Context, client netip.Addr, sender, rcpt 
 		if err != nil {
 			return storeError(err)
 		}
-		if ok && !now.Before(n.expiry()) {
+		if ok && n.Expired(now) {
 			ok, n = false, Network{} // forgotten, as if expired by the store
 		}
 		if ok && now.Before(n.AllowedUntil) {
@@ -230,7 +243,7 @@ func (g *Greylister) check(ctx context.Context, client netip.Addr, sender, rcpt 
 	if err != nil {
 		return storeError(err)
 	}
-	if !ok || !now.Before(t.ExpiresAt) {
+	if !ok || t.Expired(now) {
 		// New, or past its retry window unpassed, or past its lifetime
 		// unused: start over.
 		t = Triplet{FirstSeen: now, LastSeen: now, ExpiresAt: now.Add(g.cfg.Delay + g.cfg.RetryWindow)}

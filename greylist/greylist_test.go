@@ -285,3 +285,37 @@ func counterValue(t *testing.T, r Result) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// Expired is the one expiry rule, which the Greylister and both stores
+// follow: an entry is dead from the instant its end is reached.
+func TestExpired(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, c := range []struct {
+		exp  time.Time
+		want bool
+	}{
+		{now.Add(-time.Hour), true},
+		{now, true},
+		{now.Add(time.Nanosecond), false},
+		{time.Time{}, true},
+	} {
+		if got := (Triplet{ExpiresAt: c.exp}).Expired(now); got != c.want {
+			t.Errorf("triplet expiring at %v: Expired = %v", c.exp, got)
+		}
+	}
+	for _, c := range []struct {
+		n    Network
+		want bool
+	}{
+		{Network{}, true},
+		{Network{ExpiresAt: now}, true},
+		{Network{ExpiresAt: now.Add(time.Nanosecond)}, false},
+		{Network{ExpiresAt: now.Add(-time.Hour), AllowedUntil: now.Add(time.Nanosecond)}, false},
+		{Network{ExpiresAt: now.Add(time.Hour), AllowedUntil: now.Add(-time.Hour)}, false},
+		{Network{ExpiresAt: now.Add(-time.Hour), AllowedUntil: now}, true},
+	} {
+		if got := c.n.Expired(now); got != c.want {
+			t.Errorf("%+v: Expired = %v, want %v", c.n, got, c.want)
+		}
+	}
+}

@@ -127,20 +127,20 @@ func (m *MemoryStore) Len() (triplets, networks int) {
 	return len(m.triplets), len(m.networks)
 }
 
-// Expire removes triplets whose ExpiresAt and networks whose AllowedUntil
-// and ExpiresAt have passed at now, and returns how many it removed.
+// Expire removes the triplets and networks Expired at now and returns how
+// many it removed.
 func (m *MemoryStore) Expire(now time.Time) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	removed := 0
 	for k, t := range m.triplets {
-		if !now.Before(t.ExpiresAt) {
+		if t.Expired(now) {
 			delete(m.triplets, k)
 			removed++
 		}
 	}
 	for k, n := range m.networks {
-		if !now.Before(n.expiry()) {
+		if n.Expired(now) {
 			delete(m.networks, k)
 			removed++
 		}
