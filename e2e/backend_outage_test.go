@@ -35,7 +35,7 @@ func setProductionRetry(t *testing.T, n *node) {
 func deferredIDs(n *node) map[string]bool {
 	ids := map[string]bool{}
 	for _, ev := range n.findEvents("event", "deliver", "result", "deferred") {
-		ids[fmt.Sprint(ev["id"])] = true
+		ids[fmt.Sprint(ev["queue_id"])] = true
 	}
 	return ids
 }

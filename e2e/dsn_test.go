@@ -144,13 +144,13 @@ func TestDSNOnPermanentFailure(t *testing.T) {
 	}
 	c.expectCmd(t, "QUIT", "221")
 	waitFor(t, 30*time.Second, "the failure of the null sender's message in the mail log", func() (bool, string) {
-		evs := n.findEvents("event", "deliver", "id", qid, "result", "failed")
+		evs := n.findEvents("event", "deliver", "queue_id", qid, "result", "failed")
 		return len(evs) > 0, fmt.Sprintf("%d events", len(evs))
 	})
 	// A DSN would be queued before the failure is recorded and stay
 	// queued until delivered: an empty queue means there is none.
 	n.waitMetric(30*time.Second, 0, "mxgate_queue_messages")
-	if evs := n.findEvents("event", "bounce", "id", qid); len(evs) != 0 {
+	if evs := n.findEvents("event", "bounce", "queue_id", qid); len(evs) != 0 {
 		t.Errorf("e2e: the null sender's failure caused a bounce: %v", evs)
 	}
 	if c := sink.count(); c != 1 {

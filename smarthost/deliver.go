@@ -85,7 +85,7 @@ func (q *Queue) process(ctx context.Context, m *message) {
 			rec.LastCode = 0
 			failed = append(failed, i)
 			metricQueueExpired.Inc()
-			q.log.Info("expire", "event", "expire", "id", m.id, "rcpt", rec.Addr,
+			q.log.Info("expire", "event", "expire", "queue_id", m.id, "rcpt", rec.Addr,
 				"age", now.Sub(env.ReceivedAt).Round(time.Second).String())
 			continue
 		}
@@ -99,7 +99,7 @@ func (q *Queue) process(ctx context.Context, m *message) {
 	// between sends a duplicate notice, never none.
 	if len(failed) > 0 && env.From != "" && !shuttingDown {
 		if err := q.bounce(m.id, m.size, &env, failed, now); err != nil {
-			q.log.Error("cannot enqueue DSN, will retry", "id", m.id, "error", err)
+			q.log.Error("cannot enqueue DSN, will retry", "queue_id", m.id, "error", err)
 			for _, i := range failed {
 				env.Recipients[i].Status = RcptPending
 			}
@@ -109,7 +109,7 @@ func (q *Queue) process(ctx context.Context, m *message) {
 	done := len(env.pending()) == 0
 	if done {
 		if err := q.removeMessage(m.id); err != nil {
-			q.log.Error("remove delivered message", "id", m.id, "error", err)
+			q.log.Error("remove delivered message", "queue_id", m.id, "error", err)
 			done = false
 		}
 	}
@@ -124,7 +124,7 @@ func (q *Queue) process(ctx context.Context, m *message) {
 		if err := q.saveEnvelope(m.id, &env); err != nil {
 			// The old envelope stays: at worst recipients are retried
 			// and delivered twice after a restart.
-			q.log.Error("save delivery state", "id", m.id, "error", err)
+			q.log.Error("save delivery state", "queue_id", m.id, "error", err)
 		}
 	}
 	q.mu.Lock()
@@ -176,7 +176,7 @@ func (q *Queue) deliverAll(ctx context.Context, m *message, env *Envelope, pendi
 				results[i] = resultFromErr(err)
 			}
 		}
-		q.log.Error("open spooled body", "id", m.id, "error", err)
+		q.log.Error("open spooled body", "queue_id", m.id, "error", err)
 		return
 	}
 	defer body.Close()
@@ -447,7 +447,7 @@ func (q *Queue) logDeliver(id string, env *Envelope, class, addr string, idx []i
 		}
 		rcpts := byKey[k]
 		metricDeliveryAttempts.WithLabelValues(class, result).Add(float64(len(rcpts)))
-		q.log.Info("deliver", "event", "deliver", "id", id, "attempt", env.Attempts,
+		q.log.Info("deliver", "event", "deliver", "queue_id", id, "attempt", env.Attempts,
 			"from", env.From, "rcpts", rcpts, "destination", class, "addr", addr,
 			"code", k.code, "reply", k.reply, "result", result, "duration", took.Seconds())
 	}

@@ -63,7 +63,7 @@ func (q *Queue) bounce(id string, size int64, env *Envelope, idx []int, now time
 		addrs[i] = r.Addr
 	}
 	metricDSNSent.Inc()
-	q.log.Info("bounce", "event", "bounce", "id", id, "dsn_id", d.ID(), "to", env.From, "rcpts", addrs)
+	q.log.Info("bounce", "event", "bounce", "queue_id", id, "dsn_id", d.ID(), "to", env.From, "rcpts", addrs)
 	return nil
 }
 

@@ -200,7 +200,7 @@ func (d *Draft) Abort() {
 	d.state = draftAborted
 	d.release()
 	if err := os.Remove(d.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		d.q.log.Error("remove aborted draft", "id", d.id, "error", err)
+		d.q.log.Error("remove aborted draft", "queue_id", d.id, "error", err)
 	}
 }
 
@@ -452,7 +452,7 @@ func (q *Queue) recover() ([]*message, error) {
 			// Message files are fsynced before the rename into msg/:
 			// a bad one was never acknowledged (or the disk is
 			// corrupt, which the log says).
-			q.log.Error("spool: unreadable message, removing", "id", id, "error", err)
+			q.log.Error("spool: unreadable message, removing", "queue_id", id, "error", err)
 			if err := os.Remove(path); err != nil {
 				return nil, fmt.Errorf("remove unreadable message: %w", err)
 			}
@@ -498,7 +498,7 @@ func (q *Queue) loadMessage(id string) (Envelope, int64, error) {
 			// State files are fsynced before rename; a bad one means
 			// a corrupt disk. The trailer is an older but valid
 			// state: recipients may be delivered twice, never lost.
-			q.log.Error("spool: unparsable delivery state, using the original envelope", "id", id, "error", jerr)
+			q.log.Error("spool: unparsable delivery state, using the original envelope", "queue_id", id, "error", jerr)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return env, 0, fmt.Errorf("read delivery state: %w", err)
