@@ -26,7 +26,7 @@ func dialHello(t *testing.T, addr string) (*rawSMTP, smtpReply) {
 }
 
 // TestSMTPReplies checks the exact replies of the inbound and relay
-// listeners (DESIGN.md, "SMTP replies").
+// listeners (README, "SMTP replies").
 func TestSMTPReplies(t *testing.T) {
 	be := startBackend(t)
 	n := startNode(t, nodeOptions{backends: []string{be.addr}, maxRecipients: 5, maxMessageBytes: 1048576})

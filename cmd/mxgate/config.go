@@ -28,7 +28,7 @@ import (
 )
 
 // Config is the node's YAML configuration file. The keys and their meaning
-// are the contract in DESIGN.md; unknown keys are an error.
+// are documented in the README (Configuration); unknown keys are an error.
 type Config struct {
 	Node       NodeConfig        `yaml:"node"`
 	Listen     ListenConfig      `yaml:"listen"`

@@ -10,7 +10,7 @@
 // A scan has exactly two verdicts, clean and infected. Everything else —
 // clamd's size limit, an ERROR reply, a reply we cannot parse, a timeout, a
 // refused or dropped connection — is a *ScanError, never a verdict: the
-// caller decides what an unscanned message gets (DESIGN.md, clamav.on_error).
+// caller decides what an unscanned message gets (README, "Virus scanning": clamav.on_error).
 package clamav
 
 import (
