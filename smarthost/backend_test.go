@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // newTestPool returns a pool of one backend on a fake clock.
@@ -160,7 +163,7 @@ func TestConsecutiveFailuresDouble(t *testing.T) {
 // period); when the health check finds it back, every deferred message is
 // delivered at once although queue.retry_min is an hour.
 func TestInFlightOutageCountsOnceAndRecoveryRetries(t *testing.T) {
-	s := newSink(t)
+	s := smtptest.Start(t)
 	cfg := testConfig(t, s)
 	cfg.Workers = 8
 	var dialer cutDialer
@@ -172,15 +175,15 @@ func TestInFlightOutageCountsOnceAndRecoveryRetries(t *testing.T) {
 	q.backends.now = clk.Now // the down period ends when the test says
 	runQueue(t, q)
 
-	release := s.holdData(t)
+	s.HoldData()
 	const n = 8
 	for i := range n {
 		submit(t, q, "alice@sender.test", []string{fmt.Sprintf("u%d@example.com", i)}, fmt.Sprintf("outage %d", i))
 	}
-	waitFor(t, "every delivery in flight", func() bool { return s.held.Load() == n })
+	wait.For(t, waitTimeout, "every delivery in flight", func() bool { return s.Held() == n })
 	dialer.cut()
-	release()
-	waitFor(t, "every message deferred", func() bool {
+	s.DropHeld()
+	wait.For(t, waitTimeout, "every message deferred", func() bool {
 		l := q.List()
 		for _, m := range l {
 			if m.InFlight || m.Attempts == 0 {
@@ -189,7 +192,7 @@ func TestInFlightOutageCountsOnceAndRecoveryRetries(t *testing.T) {
 		}
 		return len(l) == n
 	})
-	st := poolState(q.backends, s.addr)
+	st := poolState(q.backends, s.Addr())
 	if st.up || st.level != 1 || !st.downUntil.Equal(clk.Now().Add(cfg.BackendDownMin)) {
 		t.Fatalf("after %d failures in flight: up=%v level=%d downUntil=+%v; want down, level 1, +%v",
 			n, st.up, st.level, st.downUntil.Sub(clk.Now()), cfg.BackendDownMin)
@@ -202,10 +205,10 @@ func TestInFlightOutageCountsOnceAndRecoveryRetries(t *testing.T) {
 
 	dialer.restore()
 	clk.Advance(cfg.BackendDownMin)
-	waitFor(t, "every message delivered", func() bool { return s.count() == n && q.Len() == 0 })
+	wait.For(t, waitTimeout, "every message delivered", func() bool { return s.Count() == n && q.Len() == 0 })
 	subjects := map[string]int{}
-	for _, m := range s.messages() {
-		for line := range strings.Lines(string(m.data)) {
+	for _, m := range s.Deliveries() {
+		for line := range strings.Lines(string(m.Data)) {
 			if subj, ok := strings.CutPrefix(line, "Subject: "); ok {
 				subjects[strings.TrimSpace(subj)]++
 			}
@@ -216,10 +219,10 @@ func TestInFlightOutageCountsOnceAndRecoveryRetries(t *testing.T) {
 			t.Errorf("message %d delivered %d times", i, c)
 		}
 	}
-	if lv := poolState(q.backends, s.addr).level; lv != 0 {
+	if lv := poolState(q.backends, s.Addr()).level; lv != 0 {
 		t.Errorf("failure level %d after deliveries succeeded, want 0", lv)
 	}
-	if g := backendUpGauge(s.addr); g != 1 {
+	if g := backendUpGauge(s.Addr()); g != 1 {
 		t.Errorf("mxgate_backend_up = %v after recovery", g)
 	}
 	events := logEvents(t, logs.String())
@@ -235,8 +238,8 @@ func TestInFlightOutageCountsOnceAndRecoveryRetries(t *testing.T) {
 // backend was available are tried as soon as the spool is opened again, not
 // at the retry time computed from queue.retry_min.
 func TestReopenRetriesBackendWaitersAtOnce(t *testing.T) {
-	a := newSink(t)
-	a.down.Store(true)
+	a := smtptest.Start(t)
+	a.SetDown(true)
 	cfg := testConfig(t, a)
 	q := openQueue(t, cfg)
 	stop := runQueue(t, q)
@@ -244,7 +247,7 @@ func TestReopenRetriesBackendWaitersAtOnce(t *testing.T) {
 	for i := range n {
 		submit(t, q, "alice@sender.test", []string{fmt.Sprintf("u%d@example.com", i)}, "reopen")
 	}
-	waitFor(t, "every message deferred", func() bool {
+	wait.For(t, waitTimeout, "every message deferred", func() bool {
 		l := q.List()
 		for _, m := range l {
 			if m.InFlight || m.Attempts == 0 {
@@ -258,7 +261,7 @@ func TestReopenRetriesBackendWaitersAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a.down.Store(false)
+	a.SetDown(false)
 	q2 := openQueue(t, cfg)
 	now := time.Now()
 	for _, m := range q2.List() {
@@ -267,21 +270,21 @@ func TestReopenRetriesBackendWaitersAtOnce(t *testing.T) {
 		}
 	}
 	runQueue(t, q2)
-	waitFor(t, "delivered after reopening", func() bool { return a.count() == n && q2.Len() == 0 })
+	wait.For(t, waitTimeout, "delivered after reopening", func() bool { return a.Count() == n && q2.Len() == 0 })
 }
 
 // TestShutdownLeavesMessageDue: an attempt cut short by the runner stopping
 // does not push the message's next attempt back.
 func TestShutdownLeavesMessageDue(t *testing.T) {
-	s := newSink(t)
+	s := smtptest.Start(t)
 	cfg := testConfig(t, s)
 	q := openQueue(t, cfg)
 	stop := runQueue(t, q)
-	release := s.holdData(t)
+	s.HoldData()
 	submit(t, q, "alice@sender.test", []string{"bob@example.com"}, "interrupted")
-	waitFor(t, "delivery in flight", func() bool { return s.held.Load() == 1 })
+	wait.For(t, waitTimeout, "delivery in flight", func() bool { return s.Held() == 1 })
 	stop()
-	release()
+	s.DropHeld()
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -14,147 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
-
-// sinkMsg is a message received by a test SMTP server.
-type sinkMsg struct {
-	from  string
-	rcpts []string
-	data  []byte
-}
-
-// sink is an in-test SMTP server standing in for a backend or a remote MX.
-type sink struct {
-	addr  string
-	conns atomic.Int64
-	// down makes the server answer 451 to EHLO, like an overloaded backend.
-	down atomic.Bool
-	// rcptErr decides the RCPT reply; nil accepts.
-	rcptErr func(to string) error
-	// held counts messages whose final reply waits for hold (see holdData).
-	held atomic.Int64
-
-	mu   sync.Mutex
-	msgs []sinkMsg
-	got  chan struct{} // signalled on each message
-	hold chan struct{}
-}
-
-// holdData makes the sink read each message it receives from now on, then
-// keep its reply back until the returned release is called: the delivery
-// stays in flight. Released messages are not recorded and get no reply
-// (their connections are expected to be cut meanwhile).
-func (s *sink) holdData(t *testing.T) (release func()) {
-	t.Helper()
-	hold := make(chan struct{})
-	s.mu.Lock()
-	s.hold = hold
-	s.mu.Unlock()
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			s.mu.Lock()
-			s.hold = nil
-			s.mu.Unlock()
-			close(hold)
-		})
-	}
-	t.Cleanup(release)
-	return release
-}
-
-func newSink(t *testing.T) *sink {
-	t.Helper()
-	s := &sink{got: make(chan struct{}, 10000)}
-	srv := smtp.NewServer(sinkBackend{s})
-	srv.Domain = "sink.test"
-	srv.ReadTimeout = 10 * time.Second
-	srv.WriteTimeout = 10 * time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return s
-}
-
-func (s *sink) messages() []sinkMsg {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]sinkMsg(nil), s.msgs...)
-}
-
-func (s *sink) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.msgs)
-}
-
-// rcptCount counts deliveries to one recipient.
-func (s *sink) rcptCount(rcpt string) int {
-	n := 0
-	for _, m := range s.messages() {
-		for _, r := range m.rcpts {
-			if r == rcpt {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-type sinkBackend struct{ s *sink }
-
-func (b sinkBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
-	if b.s.down.Load() {
-		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "down for maintenance"}
-	}
-	b.s.conns.Add(1)
-	return &sinkSession{s: b.s}, nil
-}
-
-type sinkSession struct {
-	s     *sink
-	from  string
-	rcpts []string
-}
-
-func (ss *sinkSession) Reset()        { ss.from, ss.rcpts = "", nil }
-func (ss *sinkSession) Logout() error { return nil }
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	ss.from = from
-	return nil
-}
-func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if ss.s.rcptErr != nil {
-		if err := ss.s.rcptErr(to); err != nil {
-			return err
-		}
-	}
-	ss.rcpts = append(ss.rcpts, to)
-	return nil
-}
-func (ss *sinkSession) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	ss.s.mu.Lock()
-	if hold := ss.s.hold; hold != nil {
-		ss.s.mu.Unlock()
-		ss.s.held.Add(1)
-		<-hold
-		ss.s.held.Add(-1)
-		return errors.New("held message dropped")
-	}
-	ss.s.msgs = append(ss.s.msgs, sinkMsg{from: ss.from, rcpts: ss.rcpts, data: data})
-	ss.s.mu.Unlock()
-	ss.s.got <- struct{}{}
-	return nil
-}
 
 // logBuffer collects the mail log for assertions.
 type logBuffer struct {
@@ -225,8 +87,11 @@ func newFakeClock(t time.Time) *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
+// waitTimeout bounds every wait of these tests.
+const waitTimeout = 15 * time.Second
+
 // testConfig returns a configuration for a queue in a fresh directory.
-func testConfig(t *testing.T, backends ...*sink) Config {
+func testConfig(t *testing.T, backends ...*smtptest.Server) Config {
 	t.Helper()
 	cfg := Config{
 		Dir:            t.TempDir(),
@@ -241,7 +106,7 @@ func testConfig(t *testing.T, backends ...*sink) Config {
 		DNS:            failingDNS{},
 	}
 	for _, b := range backends {
-		cfg.Backends = append(cfg.Backends, b.addr)
+		cfg.Backends = append(cfg.Backends, b.Addr())
 	}
 	return cfg
 }
@@ -284,7 +149,7 @@ func runQueue(t *testing.T, q *Queue) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	waitFor(t, "runner ready", q.Ready)
+	wait.For(t, waitTimeout, "runner ready", q.Ready)
 	return stop
 }
 
@@ -305,18 +170,4 @@ func submit(t *testing.T, q *Queue, from string, rcpts []string, subject string)
 		t.Fatalf("Commit: %v", err)
 	}
 	return d.ID()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }

@@ -14,6 +14,9 @@ import (
 
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 func TestCommitThenReopenRecovers(t *testing.T) {
@@ -164,82 +167,82 @@ func TestConcurrentCommits(t *testing.T) {
 }
 
 func TestRoundRobinAcrossBackends(t *testing.T) {
-	a, b := newSink(t), newSink(t)
+	a, b := smtptest.Start(t), smtptest.Start(t)
 	q := openQueue(t, testConfig(t, a, b))
 	runQueue(t, q)
 	const n = 20
 	for i := range n {
 		submit(t, q, "alice@sender.test", []string{fmt.Sprintf("u%d@example.com", i)}, "rr")
 	}
-	waitFor(t, "all delivered", func() bool { return a.count()+b.count() == n && q.Len() == 0 })
-	if a.count() < n/4 || b.count() < n/4 {
-		t.Fatalf("unbalanced: %d / %d", a.count(), b.count())
+	wait.For(t, waitTimeout, "all delivered", func() bool { return a.Count()+b.Count() == n && q.Len() == 0 })
+	if a.Count() < n/4 || b.Count() < n/4 {
+		t.Fatalf("unbalanced: %d / %d", a.Count(), b.Count())
 	}
 }
 
 func TestBackendDownFailsOver(t *testing.T) {
-	a, b := newSink(t), newSink(t)
-	a.down.Store(true)
+	a, b := smtptest.Start(t), smtptest.Start(t)
+	a.SetDown(true)
 	q := openQueue(t, testConfig(t, a, b))
 	runQueue(t, q)
 	const n = 10
 	for i := range n {
 		submit(t, q, "alice@sender.test", []string{fmt.Sprintf("u%d@example.com", i)}, "failover")
 	}
-	waitFor(t, "all delivered to b", func() bool { return b.count() == n && q.Len() == 0 })
-	if a.count() != 0 {
-		t.Fatalf("down backend got %d messages", a.count())
+	wait.For(t, waitTimeout, "all delivered to b", func() bool { return b.Count() == n && q.Len() == 0 })
+	if a.Count() != 0 {
+		t.Fatalf("down backend got %d messages", a.Count())
 	}
 }
 
 func TestBackendUpRetriesWithoutWaiting(t *testing.T) {
-	a := newSink(t)
-	a.down.Store(true)
+	a := smtptest.Start(t)
+	a.SetDown(true)
 	cfg := testConfig(t, a)
 	cfg.RetryMin = time.Hour // only the health checker can make this quick
 	q := openQueue(t, cfg)
 	runQueue(t, q)
 	id := submit(t, q, "alice@sender.test", []string{"bob@example.com"}, "wait")
-	waitFor(t, "first attempt deferred", func() bool {
+	wait.For(t, waitTimeout, "first attempt deferred", func() bool {
 		l := q.List()
 		return len(l) == 1 && l[0].Attempts >= 1 && !l[0].InFlight
 	})
-	if a.count() != 0 {
+	if a.Count() != 0 {
 		t.Fatal("delivered while down")
 	}
-	a.down.Store(false)
-	waitFor(t, "delivered after backend came up", func() bool { return a.count() == 1 && q.Len() == 0 })
-	if m := a.messages()[0]; !bytes.Contains(m.data, []byte(id)) {
-		t.Fatalf("delivered message lacks its Received header: %q", m.data)
+	a.SetDown(false)
+	wait.For(t, waitTimeout, "delivered after backend came up", func() bool { return a.Count() == 1 && q.Len() == 0 })
+	if m := a.Deliveries()[0]; !bytes.Contains(m.Data, []byte(id)) {
+		t.Fatalf("delivered message lacks its Received header: %q", m.Data)
 	}
 }
 
 func TestPermanentFailureBouncesOneRecipient(t *testing.T) {
-	backend, senderMX := newSink(t), newSink(t)
-	backend.rcptErr = func(to string) error {
+	backend, senderMX := smtptest.Start(t), smtptest.Start(t)
+	backend.OnRcpt(func(to string) error {
 		if to == "bad@example.com" {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 		}
 		return nil
-	}
+	})
 	cfg := testConfig(t, backend)
-	cfg.Transports = map[string]string{"Sender.Test": "[127.0.0.1]:" + port(senderMX.addr)}
+	cfg.Transports = map[string]string{"Sender.Test": "[127.0.0.1]:" + port(senderMX.Addr())}
 	logs := &logBuffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	q := openQueue(t, cfg)
 	runQueue(t, q)
 
 	id := submit(t, q, "alice@sender.test", []string{"good@example.com", "bad@example.com"}, "hello there")
-	waitFor(t, "DSN delivered and queue empty", func() bool { return senderMX.count() == 1 && q.Len() == 0 })
+	wait.For(t, waitTimeout, "DSN delivered and queue empty", func() bool { return senderMX.Count() == 1 && q.Len() == 0 })
 
-	if backend.rcptCount("good@example.com") != 1 || backend.rcptCount("bad@example.com") != 0 {
-		t.Fatalf("backend got %+v", backend.messages())
+	if backend.RcptCount("good@example.com") != 1 || backend.RcptCount("bad@example.com") != 0 {
+		t.Fatalf("backend got %+v", backend.Deliveries())
 	}
-	dsn := senderMX.messages()[0]
-	if dsn.from != "" || len(dsn.rcpts) != 1 || dsn.rcpts[0] != "alice@sender.test" {
-		t.Fatalf("DSN envelope from=%q rcpts=%v", dsn.from, dsn.rcpts)
+	dsn := senderMX.Deliveries()[0]
+	if dsn.From != "" || len(dsn.Rcpts) != 1 || dsn.Rcpts[0] != "alice@sender.test" {
+		t.Fatalf("DSN envelope from=%q rcpts=%v", dsn.From, dsn.Rcpts)
 	}
-	report := parseDSN(t, dsn.data)
+	report := parseDSN(t, dsn.Data)
 	for _, want := range []string{
 		"Reporting-MTA: dns; mx1.test",
 		"Final-Recipient: rfc822; bad@example.com",
@@ -320,30 +323,30 @@ func parseDSN(t *testing.T, data []byte) parsedDSN {
 }
 
 func TestLifetimeExpiryBounces(t *testing.T) {
-	backend, senderMX := newSink(t), newSink(t)
-	backend.rcptErr = func(string) error {
+	backend, senderMX := smtptest.Start(t), smtptest.Start(t)
+	backend.OnRcpt(func(string) error {
 		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
-	}
+	})
 	clock := newFakeClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	cfg := testConfig(t, backend)
 	cfg.Clock = clock.Now
 	cfg.Lifetime = 24 * time.Hour
-	cfg.Transports = map[string]string{"sender.test": "[127.0.0.1]:" + port(senderMX.addr)}
+	cfg.Transports = map[string]string{"sender.test": "[127.0.0.1]:" + port(senderMX.Addr())}
 	q := openQueue(t, cfg)
 	runQueue(t, q)
 
 	submit(t, q, "alice@sender.test", []string{"full@example.com"}, "expiring")
-	waitFor(t, "first attempt", func() bool {
+	wait.For(t, waitTimeout, "first attempt", func() bool {
 		l := q.List()
 		return len(l) == 1 && l[0].Attempts == 1 && !l[0].InFlight
 	})
-	if senderMX.count() != 0 {
+	if senderMX.Count() != 0 {
 		t.Fatal("bounced before the lifetime")
 	}
 	clock.Advance(25 * time.Hour)
 	q.Flush()
-	waitFor(t, "expiry DSN", func() bool { return senderMX.count() == 1 && q.Len() == 0 })
-	report := parseDSN(t, senderMX.messages()[0].data)
+	wait.For(t, waitTimeout, "expiry DSN", func() bool { return senderMX.Count() == 1 && q.Len() == 0 })
+	report := parseDSN(t, senderMX.Deliveries()[0].Data)
 	for _, want := range []string{"Status: 4.4.7", "Final-Recipient: rfc822; full@example.com", "mailbox full", "Action: failed"} {
 		if !strings.Contains(report.status, want) {
 			t.Errorf("delivery-status lacks %q:\n%s", want, report.status)
@@ -352,17 +355,17 @@ func TestLifetimeExpiryBounces(t *testing.T) {
 }
 
 func TestNullSenderNeverBounced(t *testing.T) {
-	backend := newSink(t)
-	backend.rcptErr = func(string) error {
+	backend := smtptest.Start(t)
+	backend.OnRcpt(func(string) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-	}
+	})
 	cfg := testConfig(t, backend)
 	logs := &logBuffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	q := openQueue(t, cfg)
 	runQueue(t, q)
 	submit(t, q, "", []string{"bad@example.com"}, "a bounce itself")
-	waitFor(t, "failed and removed", func() bool {
+	wait.For(t, waitTimeout, "failed and removed", func() bool {
 		return q.Len() == 0 && strings.Contains(logs.String(), `"result":"failed"`)
 	})
 	if strings.Contains(logs.String(), `"msg":"bounce"`) {
@@ -371,22 +374,22 @@ func TestNullSenderNeverBounced(t *testing.T) {
 }
 
 func TestDeliveredNotRedeliveredAfterReopen(t *testing.T) {
-	backend := newSink(t)
+	backend := smtptest.Start(t)
 	var mu sync.Mutex
 	slowFails := true
-	backend.rcptErr = func(to string) error {
+	backend.OnRcpt(func(to string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if to == "slow@example.com" && slowFails {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
 		}
 		return nil
-	}
+	})
 	cfg := testConfig(t, backend)
 	q := openQueue(t, cfg)
 	stop := runQueue(t, q)
 	submit(t, q, "alice@sender.test", []string{"fast@example.com", "slow@example.com"}, "twice?")
-	waitFor(t, "state saved after first attempt", func() bool {
+	wait.For(t, waitTimeout, "state saved after first attempt", func() bool {
 		l := q.List()
 		return len(l) == 1 && l[0].Attempts == 1 && !l[0].InFlight
 	})
@@ -405,14 +408,14 @@ func TestDeliveredNotRedeliveredAfterReopen(t *testing.T) {
 	}
 	runQueue(t, q2)
 	q2.Flush()
-	waitFor(t, "slow delivered", func() bool { return backend.rcptCount("slow@example.com") == 1 && q2.Len() == 0 })
-	if n := backend.rcptCount("fast@example.com"); n != 1 {
+	wait.For(t, waitTimeout, "slow delivered", func() bool { return backend.RcptCount("slow@example.com") == 1 && q2.Len() == 0 })
+	if n := backend.RcptCount("fast@example.com"); n != 1 {
 		t.Fatalf("fast@example.com delivered %d times", n)
 	}
 }
 
 func TestConnectionReuse(t *testing.T) {
-	backend := newSink(t)
+	backend := smtptest.Start(t)
 	cfg := testConfig(t, backend)
 	q := openQueue(t, cfg)
 	runQueue(t, q)
@@ -420,19 +423,19 @@ func TestConnectionReuse(t *testing.T) {
 	for i := range n {
 		submit(t, q, "alice@sender.test", []string{fmt.Sprintf("u%d@example.com", i)}, "reuse")
 	}
-	waitFor(t, "all delivered", func() bool { return backend.count() == n && q.Len() == 0 })
-	if c := backend.conns.Load(); c > int64(cfg.Workers)*2 {
+	wait.For(t, waitTimeout, "all delivered", func() bool { return backend.Count() == n && q.Len() == 0 })
+	if c := int64(backend.Sessions()); c > int64(cfg.Workers)*2 {
 		t.Fatalf("%d connections for %d messages with %d workers", c, n, cfg.Workers)
 	}
 }
 
 func TestReusedConnectionClosedByPeer(t *testing.T) {
-	backend := newSink(t)
+	backend := smtptest.Start(t)
 	cfg := testConfig(t, backend)
 	q := openQueue(t, cfg)
 	runQueue(t, q)
 	submit(t, q, "alice@sender.test", []string{"a@example.com"}, "one")
-	waitFor(t, "first delivered", func() bool { return backend.count() == 1 && q.Len() == 0 })
+	wait.For(t, waitTimeout, "first delivered", func() bool { return backend.Count() == 1 && q.Len() == 0 })
 	// Break the pooled connection behind the client's back.
 	q.conns.mu.Lock()
 	for _, list := range q.conns.idle {
@@ -442,7 +445,7 @@ func TestReusedConnectionClosedByPeer(t *testing.T) {
 	}
 	q.conns.mu.Unlock()
 	submit(t, q, "alice@sender.test", []string{"b@example.com"}, "two")
-	waitFor(t, "second delivered on a fresh connection", func() bool { return backend.count() == 2 && q.Len() == 0 })
+	wait.For(t, waitTimeout, "second delivered on a fresh connection", func() bool { return backend.Count() == 2 && q.Len() == 0 })
 	if l := q.List(); len(l) != 0 {
 		t.Fatalf("queue not empty: %+v", l)
 	}

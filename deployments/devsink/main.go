@@ -1,7 +1,8 @@
 // Command devsink is the stand-in backend mailbox server of `make run`: it
 // accepts every message on loopback, prints one line per message and keeps
 // the last messages in a directory so that you can read what mxgate
-// delivered. It is a development aid, not a mailbox server.
+// delivered. It is a development aid, not a mailbox server: the recording
+// SMTP server of the tests (internal/smtptest) with a directory behind it.
 package main
 
 import (
@@ -9,15 +10,18 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net/textproto"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
 )
 
 func main() {
@@ -30,50 +34,35 @@ func main() {
 		}
 	}
 	var n atomic.Int64
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &session{dir: *dir, n: &n}, nil
-	}))
-	srv.Addr = *addr
-	srv.Domain = "devsink.localhost"
-	srv.MaxMessageBytes = 64 << 20
-	srv.ReadTimeout = 5 * time.Minute
-	srv.WriteTimeout = 5 * time.Minute
-	fmt.Printf("devsink: backend mailbox stand-in listening on %s\n", *addr)
-	log.Fatal(srv.ListenAndServe())
-}
-
-type session struct {
-	dir   string
-	n     *atomic.Int64
-	from  string
-	rcpts []string
-}
-
-func (s *session) Reset()        { s.from, s.rcpts = "", nil }
-func (s *session) Logout() error { return nil }
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	s.from = from
-	return nil
-}
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
+	srv, err := smtptest.New(smtptest.Config{
+		Addr:            *addr,
+		Domain:          "devsink.localhost",
+		MaxMessageBytes: 64 << 20,
+		Timeout:         5 * time.Minute,
+		Forget:          true,
+		ErrorLog:        log.Default(),
+		OnMessage:       func(d smtptest.Delivery) error { return store(*dir, n.Add(1), d) },
+	})
 	if err != nil {
-		return err
+		log.Fatal(err)
 	}
-	n := s.n.Add(1)
+	fmt.Printf("devsink: backend mailbox stand-in listening on %s\n", *addr)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	srv.Close()
+}
+
+// store prints a line for message number n and writes it to dir.
+func store(dir string, n int64, d smtptest.Delivery) error {
 	subject := ""
-	if h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(data))).ReadMIMEHeader(); err == nil {
+	if h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(d.Data))).ReadMIMEHeader(); err == nil {
 		subject = h.Get("Subject")
 	}
-	fmt.Printf("devsink: #%d from=<%s> to=%v size=%d subject=%q\n", n, s.from, s.rcpts, len(data), subject)
-	if s.dir != "" {
-		name := filepath.Join(s.dir, fmt.Sprintf("%06d.eml", n))
-		if err := os.WriteFile(name, data, 0o644); err != nil {
+	fmt.Printf("devsink: #%d from=<%s> to=%v size=%d subject=%q\n", n, d.From, d.Rcpts, len(d.Data), subject)
+	if dir != "" {
+		name := filepath.Join(dir, fmt.Sprintf("%06d.eml", n))
+		if err := os.WriteFile(name, d.Data, 0o644); err != nil {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "devsink cannot store the message"}
 		}
 	}
