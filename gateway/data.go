@@ -38,25 +38,35 @@ func (e *spoolWriteError) Unwrap() error { return e.err }
 //     "<CR>.<CR>" would otherwise end the message early at an MTA that
 //     takes a lone CR as a line end.
 //
-// It also counts Received headers in the header section to stop loops, and
-// the bytes received, to enforce the size limit while streaming (BDAT
-// chunks reach Data without go-smtp's DATA size check).
+// In the header section it works a whole field at a time: it counts
+// Received headers to stop loops, and it drops fields that would forge
+// mxgate's own verdict: every X-Spam-* field, and Authentication-Results
+// fields that claim this node's authserv-id (RFC 8601 §5). It counts the
+// bytes received and stored, to enforce the size limit while streaming
+// (BDAT chunks reach Data without go-smtp's DATA size check).
 type bodyCopier struct {
 	dst      io.Writer
 	maxBytes int64
+	authserv string // this node's authserv-id (its hostname)
 
-	n         int64 // bytes received
-	stored    int64 // bytes written to dst: LF becomes CRLF, so it can grow
-	cr        bool  // last byte was a CR, not yet written
-	inHeader  bool
-	lineStart bool
-	line      []byte // the current header line's first bytes, for Received counting
-	hops      int
-	out       []byte
+	n           int64 // bytes received
+	stored      int64 // bytes written to dst: LF becomes CRLF, so it can grow
+	cr          bool  // last byte was a CR, not yet written
+	inHeader    bool
+	atLineStart bool
+	field       []byte // the header field being read, not yet written
+	spilled     bool   // the field outgrew maxFieldBuffer and is being written as it comes
+	hops        int
+	dropped     int // header fields dropped
+	out         []byte
 }
 
-func newBodyCopier(dst io.Writer, maxBytes int64) *bodyCopier {
-	return &bodyCopier{dst: dst, maxBytes: maxBytes, inHeader: true, lineStart: true, out: make([]byte, 0, 64<<10)}
+// maxFieldBuffer bounds one header field held back for a decision; a longer
+// field is kept, whatever its name.
+const maxFieldBuffer = 64 << 10
+
+func newBodyCopier(dst io.Writer, maxBytes int64, authserv string) *bodyCopier {
+	return &bodyCopier{dst: dst, maxBytes: maxBytes, authserv: authserv, inHeader: true, atLineStart: true, out: make([]byte, 0, 64<<10)}
 }
 
 const receivedPrefix = "received:"
@@ -75,13 +85,16 @@ func (b *bodyCopier) copyFrom(r io.Reader) (int64, error) {
 			}
 			// The limit holds for what is stored too: a message of
 			// bare LFs doubles in size when they become CRLF.
-			if b.maxBytes > 0 && b.stored+int64(len(b.out)) > b.maxBytes {
+			if b.maxBytes > 0 && b.stored+int64(len(b.out)+len(b.field)) > b.maxBytes {
 				return b.n, errTooLarge
 			}
 		}
 		if rerr == io.EOF {
 			if b.cr {
 				return b.n, errBareCR
+			}
+			if err := b.endField(); err != nil {
+				return b.n, err
 			}
 			return b.n, b.flush()
 		}
@@ -98,32 +111,32 @@ func (b *bodyCopier) process(p []byte) error {
 			if c != '\n' {
 				return errBareCR
 			}
-			b.endLine()
+			if err := b.endLine(); err != nil {
+				return err
+			}
 			continue
 		}
 		switch c {
 		case '\r':
 			b.cr = true
+			continue
 		case '\n':
-			b.endLine()
+			if err := b.endLine(); err != nil {
+				return err
+			}
 		default:
-			if b.inHeader {
-				if b.lineStart && len(b.line) < len(receivedPrefix) {
-					b.line = append(b.line, c)
-					if len(b.line) == len(receivedPrefix) {
-						if strings.EqualFold(string(b.line), receivedPrefix) {
-							b.hops++
-							if b.hops > maxHops {
-								return errTooManyHops
-							}
-						}
-						b.lineStart = false
-					}
-				} else {
-					b.lineStart = false
+			if !b.inHeader {
+				b.out = append(b.out, c)
+				break
+			}
+			if b.atLineStart && c != ' ' && c != '\t' {
+				// A new field begins: the previous one is whole.
+				if err := b.endField(); err != nil {
+					return err
 				}
 			}
-			b.out = append(b.out, c)
+			b.atLineStart = false
+			b.headerByte(c)
 		}
 		if len(b.out) >= cap(b.out)-2 {
 			if err := b.flush(); err != nil {
@@ -134,13 +147,104 @@ func (b *bodyCopier) process(p []byte) error {
 	return nil
 }
 
-func (b *bodyCopier) endLine() {
-	if b.inHeader && len(b.line) == 0 && b.lineStart {
-		b.inHeader = false // the empty line that ends the header section
+// headerByte adds one byte of a header field.
+func (b *bodyCopier) headerByte(c byte) {
+	if b.spilled {
+		b.out = append(b.out, c)
+		return
 	}
-	b.line = b.line[:0]
-	b.lineStart = true
-	b.out = append(b.out, '\r', '\n')
+	b.field = append(b.field, c)
+	if len(b.field) > maxFieldBuffer {
+		// Too long to hold back: it is kept. A Received field is
+		// counted now.
+		b.countHop()
+		b.out = append(b.out, b.field...)
+		b.field, b.spilled = b.field[:0], true
+	}
+}
+
+func (b *bodyCopier) endLine() error {
+	if !b.inHeader {
+		b.out = append(b.out, '\r', '\n')
+		return nil
+	}
+	if b.atLineStart {
+		// The empty line that ends the header section.
+		if err := b.endField(); err != nil {
+			return err
+		}
+		b.inHeader = false
+		b.out = append(b.out, '\r', '\n')
+		return nil
+	}
+	b.headerByte('\r')
+	b.headerByte('\n')
+	b.atLineStart = true
+	return nil
+}
+
+// endField decides the field just read: kept (written) or dropped.
+func (b *bodyCopier) endField() error {
+	if b.spilled {
+		b.spilled = false
+		return b.hopError()
+	}
+	if len(b.field) == 0 {
+		return nil
+	}
+	f := b.field
+	b.field = b.field[:0]
+	b.countHop0(f)
+	if b.forged(f) {
+		b.dropped++
+		return b.hopError()
+	}
+	b.out = append(b.out, f...)
+	return b.hopError()
+}
+
+func (b *bodyCopier) countHop() { b.countHop0(b.field) }
+func (b *bodyCopier) countHop0(f []byte) {
+	if len(f) >= len(receivedPrefix) && strings.EqualFold(string(f[:len(receivedPrefix)]), receivedPrefix) {
+		b.hops++
+	}
+}
+
+func (b *bodyCopier) hopError() error {
+	if b.hops > maxHops {
+		return errTooManyHops
+	}
+	return nil
+}
+
+// forged tells whether a header field claims to be mxgate's own verdict.
+func (b *bodyCopier) forged(f []byte) bool {
+	colon := bytes.IndexByte(f, ':')
+	if colon <= 0 {
+		return false
+	}
+	name := strings.TrimRight(string(f[:colon]), " \t")
+	if len(name) >= 7 && strings.EqualFold(name[:7], "X-Spam-") {
+		return true
+	}
+	if !strings.EqualFold(name, "Authentication-Results") || b.authserv == "" {
+		return false
+	}
+	// The authserv-id is the value's first token (RFC 8601 §2.2),
+	// possibly after comments and folding.
+	v := strings.TrimLeft(string(f[colon+1:]), " \t\r\n")
+	for strings.HasPrefix(v, "(") {
+		end := strings.IndexByte(v, ')')
+		if end < 0 {
+			return false
+		}
+		v = strings.TrimLeft(v[end+1:], " \t\r\n")
+	}
+	id := v
+	if i := strings.IndexAny(v, "; \t\r\n"); i >= 0 {
+		id = v[:i]
+	}
+	return strings.EqualFold(id, b.authserv)
 }
 
 func (b *bodyCopier) flush() error {

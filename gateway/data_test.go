@@ -13,7 +13,7 @@ import (
 func copyAll(t *testing.T, in string, max int64) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	c := newBodyCopier(&out, max)
+	c := newBodyCopier(&out, max, "mx.example.net")
 	// One byte per read: line-ending state must survive read boundaries.
 	_, err := c.copyFrom(iotest.OneByteReader(strings.NewReader(in)))
 	return out.String(), err
@@ -68,13 +68,52 @@ func TestBodyCopierHopCount(t *testing.T) {
 	}
 }
 
+// Header fields that forge mxgate's verdict are dropped, whole (with their
+// continuation lines), wherever the reads split them; everything else is
+// kept byte for byte.
+func TestBodyCopierDropsForgedHeaders(t *testing.T) {
+	in := "Received: from a\r\n" +
+		"X-Spam-Status: No, score=-100\r\n" +
+		"x-spam-flag: NO\r\n" +
+		"Authentication-Results: mx.example.net;\r\n\tdkim=pass header.d=bank.example\r\n" +
+		"Authentication-Results: (comment) MX.example.NET 1; spf=pass\r\n" +
+		"Authentication-Results: other.example; spf=fail\r\n" +
+		"Subject: X-Spam-Flag: YES in a subject\r\n" +
+		"X-Spammy: kept\r\n" +
+		"\r\n" +
+		"X-Spam-Status: in the body, kept\r\n"
+	want := "Received: from a\r\n" +
+		"Authentication-Results: other.example; spf=fail\r\n" +
+		"Subject: X-Spam-Flag: YES in a subject\r\n" +
+		"X-Spammy: kept\r\n" +
+		"\r\n" +
+		"X-Spam-Status: in the body, kept\r\n"
+	var out bytes.Buffer
+	c := newBodyCopier(&out, 0, "mx.example.net")
+	if _, err := c.copyFrom(iotest.OneByteReader(strings.NewReader(in))); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", out.String(), want)
+	}
+	if c.dropped != 4 {
+		t.Errorf("dropped %d fields, want 4", c.dropped)
+	}
+	// A header section without a body, ending at EOF, is decided too.
+	out.Reset()
+	c = newBodyCopier(&out, 0, "mx.example.net")
+	if _, err := c.copyFrom(strings.NewReader("Subject: a\r\nX-Spam-Score: 0")); err != nil || out.String() != "Subject: a\r\n" {
+		t.Errorf("header only: %q, %v", out.String(), err)
+	}
+}
+
 func FuzzBodyCopier(f *testing.F) {
 	for _, s := range []string{"a\r\n\r\nb\r\n", "a\n.\nb", "a\r.\r", "\r\n.\r\n", "Received: x\n\nbody", "\n\r\n\r"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		var out bytes.Buffer
-		c := newBodyCopier(&out, 1<<20)
+		c := newBodyCopier(&out, 1<<20, "mx.example.net")
 		_, err := c.copyFrom(strings.NewReader(in))
 		if err != nil {
 			return

@@ -159,7 +159,7 @@ func (s *session) Data(r io.Reader) error {
 
 	tlsState := s.guard.TLSState()
 	rcpts := append([]string(nil), s.rcpts...)
-	copier := newBodyCopier(draft, s.srv.cfg.MaxMessageBytes)
+	copier := newBodyCopier(draft, s.srv.cfg.MaxMessageBytes, s.srv.cfg.Hostname)
 	size, err := copier.copyFrom(&deadlineReader{r: r, conn: s.conn.Conn(), timeout: s.srv.cfg.DataTimeout})
 	var spoolErr *spoolWriteError
 	switch {
@@ -232,6 +232,10 @@ func (s *session) Data(r io.Reader) error {
 	metricAcceptDuration.WithLabelValues(s.policy.Name).Observe(time.Since(dataEnd).Seconds())
 	args := []any{"event", "accept", "session", s.id, "listener", s.policy.Name, "client_ip", s.ip.String(),
 		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil}
+	if copier.dropped > 0 {
+		// X-Spam-* and our own Authentication-Results from outside.
+		args = append(args, "forged_headers_removed", copier.dropped)
+	}
 	s.log.Info("accepted", append(args, d.LogAttrs...)...)
 	return accepted(id)
 }
