@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // sendN sends n messages on one connection, each must get 250 2.0.0; it
@@ -30,10 +33,10 @@ func sendN(t *testing.T, addr, tag string, count int) []string {
 
 // waitDeliveredOnce waits until every id has reached b, and checks none
 // arrived twice.
-func waitDeliveredOnce(t *testing.T, b *backend, ids []string, timeout time.Duration) {
+func waitDeliveredOnce(t *testing.T, b *smtptest.Server, ids []string, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%d messages delivered to %s", len(ids), b.addr), func() (bool, string) {
-		got := b.byMessageID()
+	wait.For(t, timeout, fmt.Sprintf("%d messages delivered to %s", len(ids), b.Addr()), func() (bool, string) {
+		got := b.ByMessageID()
 		missing := 0
 		for _, id := range ids {
 			if got[id] == 0 {
@@ -42,7 +45,7 @@ func waitDeliveredOnce(t *testing.T, b *backend, ids []string, timeout time.Dura
 		}
 		return missing == 0, fmt.Sprintf("%d not delivered yet", missing)
 	})
-	got := b.byMessageID()
+	got := b.ByMessageID()
 	for _, id := range ids {
 		if got[id] != 1 {
 			t.Errorf("e2e: %s delivered %d times, want once", id, got[id])
@@ -55,29 +58,31 @@ func waitDeliveredOnce(t *testing.T, b *backend, ids []string, timeout time.Dura
 // backend of two down, everything goes to the other.
 func TestBackendDown(t *testing.T) {
 	t.Run("OnlyBackendStopped", func(t *testing.T) {
-		be := startBackend(t)
-		be.stop()
-		n := startNode(t, nodeOptions{backends: []string{be.addr}})
+		be := smtptest.Start(t)
+		be.Stop()
+		n := startNode(t, nodeOptions{backends: []string{be.Addr()}})
 		ids := sendN(t, n.inbound, "down", 50)
 		n.waitMetric(30*time.Second, 50, "mxgate_queue_messages")
-		if c := be.count(); c != 0 {
+		if c := be.Count(); c != 0 {
 			t.Fatalf("e2e: a stopped backend received %d messages", c)
 		}
-		be.start()
+		if err := be.Start(); err != nil {
+			t.Fatal(err)
+		}
 		waitDeliveredOnce(t, be, ids, 90*time.Second)
 		n.waitMetric(30*time.Second, 0, "mxgate_queue_messages")
-		n.waitMetric(30*time.Second, 1, "mxgate_backend_up", "backend", be.addr)
+		n.waitMetric(30*time.Second, 1, "mxgate_backend_up", "backend", be.Addr())
 	})
 
 	t.Run("OneOfTwoNotListening", func(t *testing.T) {
-		live := startBackend(t)
+		live := smtptest.Start(t)
 		dead := freeAddr(t) // nothing listens here
-		n := startNode(t, nodeOptions{backends: []string{dead, live.addr}})
+		n := startNode(t, nodeOptions{backends: []string{dead, live.Addr()}})
 		ids := sendN(t, n.inbound, "half", 100)
 		waitDeliveredOnce(t, live, ids, 60*time.Second)
 		n.waitMetric(30*time.Second, 0, "mxgate_queue_messages")
 		n.waitMetric(10*time.Second, 0, "mxgate_backend_up", "backend", dead)
-		n.waitMetric(10*time.Second, 1, "mxgate_backend_up", "backend", live.addr)
+		n.waitMetric(10*time.Second, 1, "mxgate_backend_up", "backend", live.Addr())
 		if evs := n.findEvents("event", "bounce"); len(evs) != 0 {
 			t.Errorf("e2e: %d bounces with one backend down, want none: %v", len(evs), evs[0])
 		}

@@ -6,6 +6,9 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // queueLine is the queue section newNode writes.
@@ -48,37 +51,39 @@ func deferredIDs(n *node) map[string]bool {
 // each of the 30 failures.
 func TestBackendOutageShort(t *testing.T) {
 	const count = 30
-	be := startBackend(t)
-	n := newNode(t, nodeOptions{backends: []string{be.addr}})
+	be := smtptest.Start(t)
+	n := newNode(t, nodeOptions{backends: []string{be.Addr()}})
 	setProductionRetry(t, n)
 	n.start()
 
-	be.holdData()
+	be.HoldData()
 	ids := sendN(t, n.inbound, "blip", count)
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d deliveries in flight", count), func() (bool, string) {
-		h := be.heldCount()
+	wait.For(t, 30*time.Second, fmt.Sprintf("%d deliveries in flight", count), func() (bool, string) {
+		h := be.Held()
 		return h == count, fmt.Sprintf("%d held", h)
 	})
 
-	be.stop() // every in-flight delivery loses its connection
+	be.Stop() // every in-flight delivery loses its connection
 	outageEnd := time.Now().Add(time.Second)
-	be.releaseHeld()
-	n.waitMetric(10*time.Second, 0, "mxgate_backend_up", "backend", be.addr)
+	be.ReleaseHeld()
+	n.waitMetric(10*time.Second, 0, "mxgate_backend_up", "backend", be.Addr())
 	// The outage lasts about a second: the backend listens again then.
 	time.Sleep(time.Until(outageEnd))
-	be.start()
+	if err := be.Start(); err != nil {
+		t.Fatal(err)
+	}
 
 	waitDeliveredOnce(t, be, ids, 30*time.Second)
 	n.waitMetric(10*time.Second, 0, "mxgate_queue_messages")
-	n.waitMetric(10*time.Second, 1, "mxgate_backend_up", "backend", be.addr)
+	n.waitMetric(10*time.Second, 1, "mxgate_backend_up", "backend", be.Addr())
 
-	downs := n.findEvents("event", "backend_down", "backend", be.addr)
+	downs := n.findEvents("event", "backend_down", "backend", be.Addr())
 	if len(downs) != 1 {
 		t.Errorf("e2e: %d backend_down events for one outage, want 1: %v", len(downs), downs)
 	} else if got := fmt.Sprint(downs[0]["retry_in"]); got != "5s" {
 		t.Errorf("e2e: backend_down retry_in %q, want the first down period 5s", got)
 	}
-	if ups := n.findEvents("event", "backend_up", "backend", be.addr); len(ups) != 1 {
+	if ups := n.findEvents("event", "backend_up", "backend", be.Addr()); len(ups) != 1 {
 		t.Errorf("e2e: %d backend_up events for one outage, want 1: %v", len(ups), ups)
 	}
 }
@@ -89,19 +94,19 @@ func TestBackendOutageShort(t *testing.T) {
 // (the health check's first period), not at its retry time (5m here).
 func TestBackendOutageAcrossRestart(t *testing.T) {
 	const count = 30
-	be := startBackend(t)
-	be.stop()
-	n := newNode(t, nodeOptions{backends: []string{be.addr}})
+	be := smtptest.Start(t)
+	be.Stop()
+	n := newNode(t, nodeOptions{backends: []string{be.Addr()}})
 	setProductionRetry(t, n)
 	n.start()
 
 	ids := sendN(t, n.inbound, "restart", count)
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d messages deferred", count), func() (bool, string) {
+	wait.For(t, 30*time.Second, fmt.Sprintf("%d messages deferred", count), func() (bool, string) {
 		d := len(deferredIDs(n))
 		return d == count, fmt.Sprintf("%d deferred", d)
 	})
 	n.stop()
-	if c := be.count(); c != 0 {
+	if c := be.Count(); c != 0 {
 		t.Fatalf("e2e: a stopped backend received %d messages", c)
 	}
 
@@ -114,9 +119,11 @@ func TestBackendOutageAcrossRestart(t *testing.T) {
 	}
 	// The backend comes back 2 s after the node.
 	time.Sleep(time.Until(restarted.Add(2 * time.Second)))
-	be.start()
+	if err := be.Start(); err != nil {
+		t.Fatal(err)
+	}
 
 	waitDeliveredOnce(t, be, ids, 20*time.Second)
 	n.waitMetric(10*time.Second, 0, "mxgate_queue_messages")
-	n.waitMetric(10*time.Second, 1, "mxgate_backend_up", "backend", be.addr)
+	n.waitMetric(10*time.Second, 1, "mxgate_backend_up", "backend", be.Addr())
 }

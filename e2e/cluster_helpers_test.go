@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/smtptest"
 	"github.com/mxgate/mxgate/internal/testport"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // clusterOptions is a node's cluster section.
@@ -93,7 +95,7 @@ type testCluster struct {
 	tlsDir   string
 	greylist string
 	env      []string
-	be       *backend
+	be       *smtptest.Server
 	nodes    []*node
 	cluster  []*clusterOptions // by index of nodes
 	launched time.Time         // when the first nodes were started
@@ -112,7 +114,7 @@ func newTestCluster(t *testing.T, size int, greylist string, env ...string) *tes
 // set to deadAfter.
 func newTestClusterDeadAfter(t *testing.T, size int, greylist string, deadAfter time.Duration, env ...string) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, tlsDir: filepath.Join(t.TempDir(), "tls"), greylist: greylist, env: env, be: startBackend(t)}
+	c := &testCluster{t: t, tlsDir: filepath.Join(t.TempDir(), "tls"), greylist: greylist, env: env, be: smtptest.Start(t)}
 	names := make([]string, size)
 	gossips := make([]string, size)
 	for i := range names {
@@ -142,7 +144,7 @@ func newTestClusterDeadAfter(t *testing.T, size int, greylist string, deadAfter 
 
 func (c *testCluster) newNode(name string, co *clusterOptions) *node {
 	c.t.Helper()
-	n := newNode(c.t, nodeOptions{name: name, backends: []string{c.be.addr}, greylist: c.greylist, cluster: co, env: c.env})
+	n := newNode(c.t, nodeOptions{name: name, backends: []string{c.be.Addr()}, greylist: c.greylist, cluster: co, env: c.env})
 	// Registered after the node's own cleanup, so it runs before it,
 	// while the node still answers.
 	c.t.Cleanup(func() { c.dumpOnFailure(n) })
@@ -353,7 +355,7 @@ func agreed(nodes []*node, voters int) (*node, string) {
 func waitAgreed(t *testing.T, nodes []*node, voters int, timeout time.Duration) *node {
 	t.Helper()
 	var leader *node
-	waitFor(t, timeout, fmt.Sprintf("one leader and %d voters seen alike by %d nodes", voters, len(nodes)), func() (bool, string) {
+	wait.For(t, timeout, fmt.Sprintf("one leader and %d voters seen alike by %d nodes", voters, len(nodes)), func() (bool, string) {
 		l, seen := agreed(nodes, voters)
 		leader = l
 		return l != nil, seen
@@ -367,7 +369,7 @@ func waitAgreed(t *testing.T, nodes []*node, voters int, timeout time.Duration) 
 func waitCaughtUp(t *testing.T, leader *node, nodes []*node, timeout time.Duration) uint64 {
 	t.Helper()
 	commit := leader.mustStatus().CommitIndex
-	waitFor(t, timeout, fmt.Sprintf("every node to apply index %d (%s's commit index)", commit, leader.name), func() (bool, string) {
+	wait.For(t, timeout, fmt.Sprintf("every node to apply index %d (%s's commit index)", commit, leader.name), func() (bool, string) {
 		var seen []string
 		done := true
 		for _, n := range nodes {

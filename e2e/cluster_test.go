@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // TestClusterForms: three nodes started at the same moment from empty data
@@ -30,7 +32,7 @@ func TestClusterForms(t *testing.T) {
 	// leader committed (followers learn the commit index with the next
 	// append, so this is polled too).
 	leaderRaft := c.cluster[slices.Index(c.nodes, leader)].raft
-	waitFor(t, 20*time.Second, "every node to see the same three members and state", func() (bool, string) {
+	wait.For(t, 20*time.Second, "every node to see the same three members and state", func() (bool, string) {
 		ls, err := leader.clusterStatus()
 		if err != nil {
 			return false, err.Error()
@@ -177,7 +179,7 @@ func TestClusterGreylistReplicated(t *testing.T) {
 	// Retry on C as an MTA would until it passes; it must not pass before
 	// the delay (counted from the first attempt on A).
 	var passedAfter time.Duration
-	waitFor(t, 20*time.Second, "the retry on "+cc.name+" to pass", func() (bool, string) {
+	wait.For(t, 20*time.Second, "the retry on "+cc.name+" to pass", func() (bool, string) {
 		conn, rep := rcptFrom(t, "127.0.0.1", cc.inbound, from, rcpt)
 		defer conn.close()
 		switch {
@@ -209,8 +211,8 @@ func TestClusterGreylistReplicated(t *testing.T) {
 	if !rep.is("250") {
 		t.Errorf("e2e: %s after the pass on %s: got %q, want 250", b.name, cc.name, rep)
 	}
-	waitFor(t, 20*time.Second, "the passed message delivered", func() (bool, string) {
-		return c.be.count() == 1, fmt.Sprintf("%d delivered", c.be.count())
+	wait.For(t, 20*time.Second, "the passed message delivered", func() (bool, string) {
+		return c.be.Count() == 1, fmt.Sprintf("%d delivered", c.be.Count())
 	})
 }
 
@@ -288,7 +290,7 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 		}
 		return count
 	}
-	waitFor(t, 30*time.Second, "writes greylisted on every node before the kill", func() (bool, string) {
+	wait.For(t, 30*time.Second, "writes greylisted on every node before the kill", func() (bool, string) {
 		var seen []string
 		ok := true
 		for _, n := range c.nodes {
@@ -304,7 +306,7 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	leader.kill9()
 	t.Logf("e2e: killed leader %s with SIGKILL under load", leader.name)
 	var newLeader *node
-	waitFor(t, 15*time.Second, "a new leader among the survivors", func() (bool, string) {
+	wait.For(t, 15*time.Second, "a new leader among the survivors", func() (bool, string) {
 		l, seen := agreed(survivors, 3)
 		newLeader = l
 		return l != nil, seen
@@ -317,12 +319,12 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	}
 	for _, n := range survivors {
 		// The first leader, then the new one (and "none" between).
-		waitFor(t, 5*time.Second, "mxgate_raft_leader_changes_total >= 2 on "+n.name, func() (bool, string) {
+		wait.For(t, 5*time.Second, "mxgate_raft_leader_changes_total >= 2 on "+n.name, func() (bool, string) {
 			v, _, err := n.metric("mxgate_raft_leader_changes_total")
 			return err == nil && v >= 2, fmt.Sprintf("%v (%v)", v, err)
 		})
 	}
-	waitFor(t, 30*time.Second, "writes greylisted on both survivors under the new leader", func() (bool, string) {
+	wait.For(t, 30*time.Second, "writes greylisted on both survivors under the new leader", func() (bool, string) {
 		a, b := greylisted(survivors[0], electedAt), greylisted(survivors[1], electedAt)
 		return a >= 20 && b >= 20, fmt.Sprintf("%s: %d, %s: %d", survivors[0].name, a, survivors[1].name, b)
 	})
@@ -470,7 +472,7 @@ func retryAll(t *testing.T, triplets []writeResult, nodes []*node, from string, 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			var last smtpReply
-			err := pollUntil(delay+20*time.Second, func() (bool, string) {
+			err := wait.Until(delay+20*time.Second, func() (bool, string) {
 				rep, err := tryRcpt(n.inbound, from, r.rcpt)
 				switch {
 				case err != nil:
@@ -521,7 +523,7 @@ func TestClusterSnapshotOnJoin(t *testing.T) {
 	for i, n := range c.nodes {
 		before = append(before, greylistMany(t, n, from, fmt.Sprintf("before%d", i), 100)...)
 	}
-	waitFor(t, 30*time.Second, "every node to snapshot and the leader to compact its log", func() (bool, string) {
+	wait.For(t, 30*time.Second, "every node to snapshot and the leader to compact its log", func() (bool, string) {
 		var seen []string
 		ok := true
 		for _, n := range c.nodes {
@@ -544,7 +546,7 @@ func TestClusterSnapshotOnJoin(t *testing.T) {
 	n4 := c.addNode()
 	cur := waitAgreed(t, c.nodes, 4, 30*time.Second)
 	t.Logf("e2e: %s joined as the fourth voter %v after its start; leader %s", n4.name, time.Since(joinAt).Round(time.Millisecond), cur.name)
-	waitFor(t, 10*time.Second, n4.name+" to install the leader's snapshot", func() (bool, string) {
+	wait.For(t, 10*time.Second, n4.name+" to install the leader's snapshot", func() (bool, string) {
 		// Raft's own log line. Without it the new node replayed the log:
 		// the leader still served the entries it had compacted.
 		return n4.logContains("Installed remote snapshot"), fmt.Sprintf("no \"Installed remote snapshot\" in %s's log", n4.name)
@@ -560,7 +562,7 @@ func TestClusterSnapshotOnJoin(t *testing.T) {
 	if added < 1 {
 		t.Errorf("e2e: mxgate_cluster_voter_changes_total{action=\"added\"} is %v over the first three nodes, want at least 1 (%s)", added, n4.name)
 	}
-	waitFor(t, 20*time.Second, "every node to list the four members alike", func() (bool, string) {
+	wait.For(t, 20*time.Second, "every node to list the four members alike", func() (bool, string) {
 		for _, n := range c.nodes {
 			ms, err := n.clusterMembers()
 			if err != nil {
@@ -645,7 +647,7 @@ func TestClusterNoQuorumFailsOpen(t *testing.T) {
 
 	c.nodes[1].stop()  // leaves gossip
 	c.nodes[2].kill9() // just gone
-	waitFor(t, 20*time.Second, survivor.name+" to know it has no leader", func() (bool, string) {
+	wait.For(t, 20*time.Second, survivor.name+" to know it has no leader", func() (bool, string) {
 		s, err := survivor.clusterStatus()
 		if err != nil {
 			return false, err.Error()
@@ -675,11 +677,11 @@ func TestClusterNoQuorumFailsOpen(t *testing.T) {
 	if _, ok := queueIDOf(r); !ok {
 		t.Fatalf("e2e: end of DATA without quorum: got %q, want 250 2.0.0 with a queue id", r)
 	}
-	waitFor(t, 20*time.Second, "the message delivered to the backend", func() (bool, string) {
-		return c.be.count() == 1, fmt.Sprintf("%d delivered", c.be.count())
+	wait.For(t, 20*time.Second, "the message delivered to the backend", func() (bool, string) {
+		return c.be.Count() == 1, fmt.Sprintf("%d delivered", c.be.Count())
 	})
-	if d := c.be.deliveries()[0]; len(d.rcpts) != 1 || d.rcpts[0] != "user@e2e.test" || !strings.Contains(string(d.data), "Subject: cluster-no-quorum") {
-		t.Errorf("e2e: delivered from %s to %v, want the cluster-no-quorum message to user@e2e.test", d.from, d.rcpts)
+	if d := c.be.Deliveries()[0]; len(d.Rcpts) != 1 || d.Rcpts[0] != "user@e2e.test" || !strings.Contains(string(d.Data), "Subject: cluster-no-quorum") {
+		t.Errorf("e2e: delivered from %s to %v, want the cluster-no-quorum message to user@e2e.test", d.From, d.Rcpts)
 	}
 	if d := diffCounts(before, greylistCounts(t, survivor)); d["store_error"] != 1 || d["new"] != 0 {
 		t.Errorf("e2e: greylist decisions on %s without quorum: %v; want store_error 1 and no new", survivor.name, d)
@@ -723,7 +725,7 @@ func TestClusterRemovesDeadVoter(t *testing.T) {
 		}
 	}
 	victim.kill9()
-	waitFor(t, 30*time.Second, "the dead voter removed", func() (bool, string) {
+	wait.For(t, 30*time.Second, "the dead voter removed", func() (bool, string) {
 		for _, n := range rest {
 			if v := voterCount(n); v != 2 {
 				return false, fmt.Sprintf("%s reports %d voters", n.name, v)
@@ -769,7 +771,7 @@ func TestClusterRemoveByOperator(t *testing.T) {
 	}
 
 	victim.stop()
-	waitFor(t, 20*time.Second, victim.name+" gone from gossip", func() (bool, string) {
+	wait.For(t, 20*time.Second, victim.name+" gone from gossip", func() (bool, string) {
 		ms, err := asker.clusterMembers()
 		if err != nil {
 			return false, err.Error()
@@ -786,7 +788,7 @@ func TestClusterRemoveByOperator(t *testing.T) {
 	if !strings.Contains(out2, "removed "+victim.name) {
 		t.Errorf("e2e: mxgate cluster remove said %q", out2)
 	}
-	waitFor(t, 10*time.Second, "two voters everywhere", func() (bool, string) {
+	wait.For(t, 10*time.Second, "two voters everywhere", func() (bool, string) {
 		for _, n := range []*node{leader, asker} {
 			if v := voterCount(n); v != 2 {
 				return false, fmt.Sprintf("%s reports %d voters", n.name, v)

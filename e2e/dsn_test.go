@@ -13,6 +13,9 @@ import (
 
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // dsnStatus is one per-recipient block of a message/delivery-status part.
@@ -84,12 +87,12 @@ func parseDSN(data []byte) ([]dsnStatus, error) {
 // other recipient gets the message; a message from the null sender never
 // causes a bounce.
 func TestDSNOnPermanentFailure(t *testing.T) {
-	be := startBackend(t)
-	be.rejectRcpt("bad@e2e.test", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"})
-	sink := startBackend(t) // example.org's mail server
+	be := smtptest.Start(t)
+	be.RejectRcpt("bad@e2e.test", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"})
+	sink := smtptest.Start(t) // example.org's mail server
 	n := startNode(t, nodeOptions{
-		backends:   []string{be.addr},
-		transports: map[string]string{"example.org": "[127.0.0.1]:" + portOf(sink.addr)},
+		backends:   []string{be.Addr()},
+		transports: map[string]string{"example.org": "[127.0.0.1]:" + portOf(sink.Addr())},
 	})
 
 	c, _ := dialHello(t, n.inbound)
@@ -99,29 +102,29 @@ func TestDSNOnPermanentFailure(t *testing.T) {
 		t.Fatalf("e2e: sending: %q, %v", rep, err)
 	}
 
-	waitFor(t, 30*time.Second, "the message to reach ok@e2e.test", func() (bool, string) {
-		return be.byMessageID()["<dsn-orig@client.e2e.test>"] > 0, fmt.Sprintf("%d deliveries", be.count())
+	wait.For(t, 30*time.Second, "the message to reach ok@e2e.test", func() (bool, string) {
+		return be.ByMessageID()["<dsn-orig@client.e2e.test>"] > 0, fmt.Sprintf("%d deliveries", be.Count())
 	})
-	for _, d := range be.deliveries() {
-		if headerValue(d.data, "Message-ID") == "<dsn-orig@client.e2e.test>" && strings.Join(d.rcpts, ",") != "ok@e2e.test" {
-			t.Errorf("e2e: delivered to %v, want only ok@e2e.test", d.rcpts)
+	for _, d := range be.Deliveries() {
+		if smtptest.HeaderValue(d.Data, "Message-ID") == "<dsn-orig@client.e2e.test>" && strings.Join(d.Rcpts, ",") != "ok@e2e.test" {
+			t.Errorf("e2e: delivered to %v, want only ok@e2e.test", d.Rcpts)
 		}
 	}
 
-	waitFor(t, 30*time.Second, "a DSN at example.org's server", func() (bool, string) {
-		return sink.count() > 0, "none yet"
+	wait.For(t, 30*time.Second, "a DSN at example.org's server", func() (bool, string) {
+		return sink.Count() > 0, "none yet"
 	})
-	dsns := sink.deliveries()
+	dsns := sink.Deliveries()
 	if len(dsns) != 1 {
 		t.Fatalf("e2e: example.org's server got %d messages, want 1 DSN", len(dsns))
 	}
 	d := dsns[0]
-	if d.from != "" || strings.Join(d.rcpts, ",") != "sender@example.org" {
-		t.Errorf("e2e: DSN envelope %q -> %v, want <> -> sender@example.org", d.from, d.rcpts)
+	if d.From != "" || strings.Join(d.Rcpts, ",") != "sender@example.org" {
+		t.Errorf("e2e: DSN envelope %q -> %v, want <> -> sender@example.org", d.From, d.Rcpts)
 	}
-	statuses, err := parseDSN(d.data)
+	statuses, err := parseDSN(d.Data)
 	if err != nil {
-		t.Fatalf("e2e: DSN: %v\n%s", err, d.data)
+		t.Fatalf("e2e: DSN: %v\n%s", err, d.Data)
 	}
 	if len(statuses) != 1 {
 		t.Fatalf("e2e: DSN names %d recipients, want 1 (bad@e2e.test): %+v", len(statuses), statuses)
@@ -143,7 +146,7 @@ func TestDSNOnPermanentFailure(t *testing.T) {
 		t.Fatalf("e2e: sending from <>: %q", rep)
 	}
 	c.expectCmd(t, "QUIT", "221")
-	waitFor(t, 30*time.Second, "the failure of the null sender's message in the mail log", func() (bool, string) {
+	wait.For(t, 30*time.Second, "the failure of the null sender's message in the mail log", func() (bool, string) {
 		evs := n.findEvents("event", "deliver", "queue_id", qid, "result", "failed")
 		return len(evs) > 0, fmt.Sprintf("%d events", len(evs))
 	})
@@ -153,7 +156,7 @@ func TestDSNOnPermanentFailure(t *testing.T) {
 	if evs := n.findEvents("event", "bounce", "queue_id", qid); len(evs) != 0 {
 		t.Errorf("e2e: the null sender's failure caused a bounce: %v", evs)
 	}
-	if c := sink.count(); c != 1 {
+	if c := sink.Count(); c != 1 {
 		t.Errorf("e2e: example.org's server got %d messages, want only the first DSN", c)
 	}
 }

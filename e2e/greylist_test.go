@@ -5,6 +5,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // rcptFrom opens a session from the local address src, sends MAIL and RCPT
@@ -47,8 +50,8 @@ func finishMessage(t *testing.T, c *rawSMTP, subject string) smtpReply {
 
 func TestGreylisting(t *testing.T) {
 	const delay = 2 * time.Second
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr},
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()},
 		greylist:   fmt.Sprintf("{enabled: true, delay: %s, retry_window: 1h, lifetime: 1d, allow_recipients: [postmaster@e2e.test]}", delay),
 		mynetworks: []string{"10.9.9.0/24", "127.0.0.3/32"}})
 	const from, rcpt = "sender@example.org", "user@e2e.test"
@@ -74,7 +77,7 @@ func TestGreylisting(t *testing.T) {
 	// Retry as an MTA would, until the delay has passed: every answer
 	// before the delay is 451, the first 250 comes after it.
 	var passed time.Time
-	waitFor(t, 30*time.Second, "the retry after the delay to pass", func() (bool, string) {
+	wait.For(t, 30*time.Second, "the retry after the delay to pass", func() (bool, string) {
 		c, rep := rcptFrom(t, "127.0.0.1", n.inbound, from, rcpt)
 		defer c.close()
 		switch {
@@ -138,8 +141,8 @@ func TestGreylisting(t *testing.T) {
 	}
 	c.close()
 
-	waitFor(t, 20*time.Second, "both passed messages delivered", func() (bool, string) {
-		return be.count() == 2, fmt.Sprintf("%d delivered", be.count())
+	wait.For(t, 20*time.Second, "both passed messages delivered", func() (bool, string) {
+		return be.Count() == 2, fmt.Sprintf("%d delivered", be.Count())
 	})
 	// Counted since the restart: the other recipient and the bounce, and
 	// the two passes.

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -14,57 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
-
-// exchange is one step of a scripted SMTP dialogue: bytes sent as they are,
-// then the reply expected.
-type exchange struct {
-	send string // sent as is (CRLF included where wanted); "" sends nothing
-	want string // the reply's code and enhanced code ("554 5.7.1"); "" reads no reply
-	// closed: after the reply, the server closes the connection.
-	closed bool
-}
-
-// dialogue is a plain request/reply exchange with a node, kept as data.
-type dialogue struct {
-	name  string
-	steps []exchange
-}
-
-func cmdStep(line, want string) exchange { return exchange{send: line + "\r\n", want: want} }
-
-// run plays the dialogue on a new connection to addr, after the greeting.
-func (d dialogue) run(t *testing.T, addr string) {
-	t.Helper()
-	c, err := dialSMTP(addr)
-	if err != nil {
-		t.Fatalf("e2e: dial %s: %v", addr, err)
-	}
-	defer c.close()
-	if rep, err := c.readReply(); err != nil || !rep.is("220") {
-		t.Fatalf("e2e: greeting: %q, %v", rep, err)
-	}
-	for i, s := range d.steps {
-		what := fmt.Sprintf("step %d (%.60q)", i+1, s.send)
-		if s.send != "" {
-			if err := c.write([]byte(s.send)); err != nil {
-				t.Fatalf("e2e: %s: write: %v", what, err)
-			}
-		}
-		if s.want != "" {
-			rep, err := c.readReply()
-			if err != nil {
-				t.Fatalf("e2e: %s: %v", what, err)
-			}
-			if !rep.is(s.want) {
-				t.Fatalf("e2e: %s: got %q, want %q", what, rep, s.want)
-			}
-		}
-		if s.closed {
-			expectClosed(t, c, what)
-		}
-	}
-}
 
 // expectClosed reads until the server closes the connection; any further
 // reply is an error.
@@ -83,119 +35,19 @@ func isConnReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection reset") || errors.Is(err, net.ErrClosed))
 }
 
-func hello(name string) []exchange {
-	return []exchange{cmdStep("EHLO "+name+".example.org", "250")}
-}
-
-func repeatStep(n int, line, want string) []exchange {
-	var out []exchange
-	for i := 0; i < n; i++ {
-		out = append(out, cmdStep(line, want))
-	}
-	return out
-}
-
-func join(parts ...[]exchange) []exchange { return slices.Concat(parts...) }
-
 // TestHostilePeers: what a hostile or broken Internet peer sees, each case
 // an exact dialogue with a node (issue 10's list, and Postfix's answers
 // where mxgate follows them).
 func TestHostilePeers(t *testing.T) {
-	be := startBackend(t)
+	be := smtptest.Start(t)
 	n := startNode(t, nodeOptions{
-		backends: []string{be.addr},
+		backends: []string{be.Addr()},
 		// Short timeouts, so that the timeout cases end quickly; the
 		// default limits of 20 errors and 100 junk commands.
 		limits: "command_timeout: 2s, data_timeout: 2s",
 	})
-	mail := cmdStep("MAIL FROM:<sender@example.org>", "250 2.0.0")
-	rcpt := cmdStep("RCPT TO:<user@e2e.test>", "250 2.0.0")
-
-	for _, d := range []dialogue{
-		{"RoutingAddressesRefused", join(hello("routing"), []exchange{mail,
-			cmdStep("RCPT TO:<victim%evil.example@e2e.test>", "554 5.7.1"),
-			cmdStep("RCPT TO:<victim!evil.example@e2e.test>", "554 5.7.1"),
-			cmdStep(`RCPT TO:<"victim@evil.example"@e2e.test>`, "554 5.7.1"),
-			cmdStep("RCPT TO:<victim@evil.example@e2e.test>", "554 5.7.1"),
-			rcpt,
-			cmdStep("QUIT", "221"),
-		})},
-		{"NestedMAIL", join(hello("nested"), []exchange{mail, rcpt,
-			cmdStep("MAIL FROM:<other@example.org>", "503 5.5.1"),
-			cmdStep("RSET", "250"),
-			cmdStep("MAIL FROM:<other@example.org>", "250 2.0.0"),
-			cmdStep("QUIT", "221"),
-		})},
-		{"PostmasterWithoutDomain", join(hello("postmaster"), []exchange{mail,
-			cmdStep("RCPT TO:<postmaster>", "250 2.0.0"),
-			cmdStep("RCPT TO:<Postmaster>", "250 2.0.0"),
-			cmdStep("QUIT", "221"),
-		})},
-		{"SizeBeyond32Bits", join(hello("size"), []exchange{
-			cmdStep("MAIL FROM:<sender@example.org> SIZE=4294967296", "552 5.3.4"),
-			cmdStep("MAIL FROM:<sender@example.org> SIZE=99999999999999999999999999", "552 5.3.4"),
-			cmdStep("MAIL FROM:<sender@example.org> SIZE=1048577", "552 5.3.4"),
-			cmdStep("MAIL FROM:<sender@example.org> SIZE=1000", "250 2.0.0"),
-			cmdStep("QUIT", "221"),
-		})},
-		{"TimeoutMidLine", join(hello("timeout"), []exchange{
-			// The fragment is never run as a command: the only
-			// reply is the timeout, then the connection closes.
-			{send: "MAIL FROM:<a@b", want: "421 4.4.2", closed: true},
-		})},
-		{"TimeoutIdle", join(hello("idle"), []exchange{
-			{want: "421 4.4.2", closed: true},
-		})},
-		{"TimeoutInDATA", join(hello("datatimeout"), []exchange{mail, rcpt,
-			cmdStep("DATA", "354"),
-			{send: "Subject: never finished\r\n\r\npartial", want: "421 4.4.2", closed: true},
-		})},
-		{"TooManyErrors", join(hello("errors"), []exchange{mail},
-			repeatStep(19, "RCPT TO:<victim@foreign.example>", "554 5.7.1"),
-			[]exchange{
-				cmdStep("RCPT TO:<victim@foreign.example>", "554 5.7.1"),
-				{want: "421 4.7.0", closed: true},
-			})},
-		{"TooManyJunkCommands", join(hello("junk"),
-			repeatStep(100, "NOOP", "250"),
-			[]exchange{{send: "NOOP\r\n", want: "421 4.7.0", closed: true}})},
-		{"JunkCountRestartsAfterAMessage", join(hello("junkreset"),
-			repeatStep(99, "NOOP", "250"),
-			[]exchange{mail, rcpt, cmdStep("DATA", "354"),
-				{send: "Subject: junk reset\r\n\r\nok\r\n.\r\n", want: "250 2.0.0"}},
-			repeatStep(100, "RSET", "250"),
-			[]exchange{cmdStep("QUIT", "221")})},
-		{"CommandLineTooLong", join(hello("longcmd"), []exchange{
-			{send: "NOOP " + strings.Repeat("x", 3000) + "\r\n", want: "500 5.5.2", closed: true},
-		})},
-		{"BareLFsCountAsStored", join(hello("barelf"), []exchange{mail, rcpt, cmdStep("DATA", "354"),
-			// 600,000 bare LFs are 600 kB received and 1.2 MB stored:
-			// over the node's 1 MiB limit.
-			{send: "Subject: bare LFs\r\n\r\n" + strings.Repeat("\n", 600000) + "\r\n.\r\n", want: "552 5.3.4"},
-			mail, rcpt, cmdStep("DATA", "354"),
-			{send: "Subject: fewer bare LFs\r\n\r\n" + strings.Repeat("\n", 400000) + "\r\n.\r\n", want: "250 2.0.0"},
-			cmdStep("QUIT", "221"),
-		})},
-		{"STARTTLSHandshakeFails", join(hello("badtls"), []exchange{
-			cmdStep("STARTTLS", "220"),
-			// Plain text where a TLS ClientHello belongs: the
-			// handshake fails and the connection is closed, never
-			// carried on in plain text.
-			{send: "EHLO plain.example.org\r\n", closed: true},
-		})},
-		{"STARTTLSWithArgument", join(hello("tlsarg"), []exchange{
-			cmdStep("STARTTLS now", "501 5.5.4"),
-			cmdStep("QUIT", "221"),
-		})},
-	} {
-		t.Run(d.name, func(t *testing.T) {
-			if d.name == "STARTTLSHandshakeFails" {
-				runBadTLS(t, n.inbound, d)
-				return
-			}
-			d.run(t, n.inbound)
-		})
-	}
+	// The plain exchanges: testdata/dialogues/hostile.
+	playDialogues(t, "hostile", n)
 
 	t.Run("NestedMAILKeepsRecipients", func(t *testing.T) {
 		c, _ := dialHello(t, n.inbound)
@@ -209,9 +61,9 @@ func TestHostilePeers(t *testing.T) {
 		}
 		c.expectReply(t, "end of DATA", "250 2.0.0")
 		d := waitDelivery(t, be, "<nested@client.e2e.test>")
-		rcpts := slices.Sorted(slices.Values(d.rcpts))
-		if d.from != "first-sender@example.org" || !slices.Equal(rcpts, []string{"first@e2e.test", "second@e2e.test"}) {
-			t.Errorf("e2e: delivered from %q to %v, want from first-sender@example.org to both recipients", d.from, rcpts)
+		rcpts := slices.Sorted(slices.Values(d.Rcpts))
+		if d.From != "first-sender@example.org" || !slices.Equal(rcpts, []string{"first@e2e.test", "second@e2e.test"}) {
+			t.Errorf("e2e: delivered from %q to %v, want from first-sender@example.org to both recipients", d.From, rcpts)
 		}
 	})
 
@@ -254,15 +106,15 @@ func TestHostilePeers(t *testing.T) {
 			d := waitDelivery(t, be, "<"+id+"@client.e2e.test>")
 			// Stored as received, folded on the way out to lines
 			// of 998 octets at most (CRLF SP inserted, as Postfix).
-			for i, l := range strings.Split(string(d.data), "\r\n") {
+			for i, l := range strings.Split(string(d.Data), "\r\n") {
 				if len(l) > 998 {
 					t.Errorf("e2e: %s: delivered line %d has %d octets", id, i, len(l))
 				}
 			}
-			_, rest, _ := splitReceived(d.data)
+			_, rest, _ := splitReceived(d.Data)
 			unfolded := bytes.ReplaceAll(rest, []byte("\r\n "), nil)
 			if !bytes.Contains(unfolded, []byte("\r\n\r\n"+long1+"\r\nshort\r\n"+long2+"\r\n")) {
-				t.Errorf("e2e: %s: the long lines did not arrive intact once unfolded (%d bytes delivered)", id, len(d.data))
+				t.Errorf("e2e: %s: the long lines did not arrive intact once unfolded (%d bytes delivered)", id, len(d.Data))
 			}
 		}
 	})
@@ -276,7 +128,7 @@ func TestHostilePeers(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.close()
-		waitFor(t, 10*time.Second, "the truncated BDAT in the mail log", func() (bool, string) {
+		wait.For(t, 10*time.Second, "the truncated BDAT in the mail log", func() (bool, string) {
 			evs := n.findEvents("event", "reject", "reason", "lost_connection", "after", "BDAT")
 			return len(evs) == 1, fmt.Sprintf("%d events", len(evs))
 		})
@@ -287,7 +139,7 @@ func TestHostilePeers(t *testing.T) {
 			t.Fatalf("e2e: control message: %q, %v", rep, err)
 		}
 		waitDelivery(t, be, "<after-truncated@client.e2e.test>")
-		if got := be.byMessageID()["<truncated@client.e2e.test>"]; got != 0 {
+		if got := be.ByMessageID()["<truncated@client.e2e.test>"]; got != 0 {
 			t.Errorf("e2e: the truncated BDAT message was delivered %d times, want 0", got)
 		}
 		if evs := n.findEvents("event", "accept", "size", fmt.Sprint(len(part))); len(evs) != 0 {
@@ -359,62 +211,18 @@ func outcomeOf(reason string) string {
 	return "rejected"
 }
 
-// runBadTLS plays a dialogue whose last step breaks the TLS handshake: what
-// comes back may hold a TLS alert, but never an SMTP reply.
-func runBadTLS(t *testing.T, addr string, d dialogue) {
-	c, err := dialSMTP(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	if rep, err := c.readReply(); err != nil || !rep.is("220") {
-		t.Fatalf("e2e: greeting: %q, %v", rep, err)
-	}
-	steps := d.steps[:len(d.steps)-1]
-	dialogue{d.name, steps}.runOn(t, c)
-	if err := c.write([]byte(d.steps[len(d.steps)-1].send)); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.conn.SetReadDeadline(time.Now().Add(ioTimeout))
-	rest, err := io.ReadAll(c.r)
-	if err != nil && !isConnReset(err) {
-		t.Fatalf("e2e: after a failed handshake the connection stays open: %v", err)
-	}
-	if bytes.Contains(rest, []byte("250")) || bytes.Contains(rest, []byte("\r\n")) {
-		t.Errorf("e2e: after a failed handshake the server answered in plain text: %q", rest)
-	}
-}
-
-// runOn plays steps on an open connection.
-func (d dialogue) runOn(t *testing.T, c *rawSMTP) {
-	t.Helper()
-	for i, s := range d.steps {
-		if s.send != "" {
-			if err := c.write([]byte(s.send)); err != nil {
-				t.Fatalf("e2e: step %d: %v", i+1, err)
-			}
-		}
-		if s.want != "" {
-			rep, err := c.readReply()
-			if err != nil || !rep.is(s.want) {
-				t.Fatalf("e2e: step %d (%.60q): got %q, %v; want %q", i+1, s.send, rep, err, s.want)
-			}
-		}
-	}
-}
-
 // waitDelivery waits for the message with this Message-ID at the backend.
-func waitDelivery(t *testing.T, be *backend, messageID string) delivery {
+func waitDelivery(t *testing.T, be *smtptest.Server, messageID string) smtptest.Delivery {
 	t.Helper()
-	var d delivery
-	waitFor(t, 30*time.Second, "delivery of "+messageID, func() (bool, string) {
-		for _, x := range be.deliveries() {
-			if headerValue(x.data, "Message-ID") == messageID {
+	var d smtptest.Delivery
+	wait.For(t, 30*time.Second, "delivery of "+messageID, func() (bool, string) {
+		for _, x := range be.Deliveries() {
+			if smtptest.HeaderValue(x.Data, "Message-ID") == messageID {
 				d = x
 				return true, ""
 			}
 		}
-		return false, fmt.Sprintf("%d deliveries, not this one", be.count())
+		return false, fmt.Sprintf("%d deliveries, not this one", be.Count())
 	})
 	return d
 }
@@ -422,8 +230,8 @@ func waitDelivery(t *testing.T, be *backend, messageID string) delivery {
 // TestRoutingFromTrustedClient: a client in mynetworks may send to a quoted
 // local part; the quotes travel on, never dropped.
 func TestRoutingFromTrustedClient(t *testing.T) {
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr}, mynetworks: []string{"127.0.0.0/8"}})
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}, mynetworks: []string{"127.0.0.0/8"}})
 	c, _ := dialHello(t, n.relay)
 	c.expectCmd(t, "MAIL FROM:<app@e2e.test>", "250 2.0.0")
 	c.expectCmd(t, `RCPT TO:<"odd@local"@e2e.test>`, "250 2.0.0")
@@ -433,7 +241,7 @@ func TestRoutingFromTrustedClient(t *testing.T) {
 	}
 	c.expectReply(t, "end of DATA", "250 2.0.0")
 	d := waitDelivery(t, be, "<quoted@client.e2e.test>")
-	recv, _, _ := splitReceived(d.data)
+	recv, _, _ := splitReceived(d.Data)
 	if !strings.Contains(string(recv), `for <"odd@local"@e2e.test>`) {
 		t.Errorf("e2e: the stored recipient lost its quotes; Received:\n%s", recv)
 	}
@@ -442,9 +250,9 @@ func TestRoutingFromTrustedClient(t *testing.T) {
 // TestConnectionLimits: the backends in mynetworks are not held to
 // per_ip_connections; an Internet address is, at its 21st connection.
 func TestConnectionLimits(t *testing.T) {
-	be := startBackend(t)
+	be := smtptest.Start(t)
 	n := startNode(t, nodeOptions{
-		backends:         []string{be.addr},
+		backends:         []string{be.Addr()},
 		mynetworks:       []string{"127.0.0.2/32"},
 		perIPConnections: 20, // the default
 		maxConnections:   1000,
@@ -525,8 +333,8 @@ func TestConnectionLimits(t *testing.T) {
 // TestShutdownClosesIdleClient: a client idle in its session when the node
 // stops is told 421 at its next command, and the connection is closed.
 func TestShutdownClosesIdleClient(t *testing.T) {
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr}})
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}})
 	c, _ := dialHello(t, n.inbound)
 	n.mu.Lock()
 	cmd := n.cmd
@@ -535,7 +343,7 @@ func TestShutdownClosesIdleClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	waitFor(t, 10*time.Second, "the node to stop being ready", func() (bool, string) {
+	wait.For(t, 10*time.Second, "the node to stop being ready", func() (bool, string) {
 		resp, err := client.Get("http://" + n.http + "/readyz")
 		if err != nil {
 			return true, ""

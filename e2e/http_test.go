@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // httpNode starts a node whose HTTP listener allows capConns connections
@@ -225,7 +227,7 @@ func TestHTTPConnectionFlood(t *testing.T) {
 	// Every flood connection is closed by the server: evicted, or
 	// after the idle timeout.
 	waitClosed(t, conns, idle+10*time.Second)
-	waitFor(t, 10*time.Second, "the node's descriptors back to where they were", func() (bool, string) {
+	wait.For(t, 10*time.Second, "the node's descriptors back to where they were", func() (bool, string) {
 		fds := n.openFDs()
 		return fds <= before+2, fmt.Sprintf("%d open, %d before the flood", fds, before)
 	})

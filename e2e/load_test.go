@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // testMessage is a message a test sent, as it went out (before dot-stuffing).
@@ -141,8 +144,8 @@ func runLoad(addr, tag string, conns, perConn int, stop <-chan struct{}, acked *
 func TestDeliverExactlyOnce(t *testing.T) {
 	const conns, perConn = 20, 100
 	const total = conns * perConn
-	b1, b2 := startBackend(t), startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{b1.addr, b2.addr}})
+	b1, b2 := smtptest.Start(t), smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{b1.Addr(), b2.Addr()}})
 
 	start := time.Now()
 	var acked atomic.Int64
@@ -166,8 +169,8 @@ func TestDeliverExactlyOnce(t *testing.T) {
 		ids[s.queueID] = mid
 	}
 
-	waitFor(t, 2*time.Minute, fmt.Sprintf("%d deliveries", total), func() (bool, string) {
-		got := b1.count() + b2.count()
+	wait.For(t, 2*time.Minute, fmt.Sprintf("%d deliveries", total), func() (bool, string) {
+		got := b1.Count() + b2.Count()
 		return got >= total, fmt.Sprintf("%d delivered", got)
 	})
 	n.waitMetric(30*time.Second, 0, "mxgate_queue_messages")
@@ -180,14 +183,14 @@ func TestDeliverExactlyOnce(t *testing.T) {
 			problems = append(problems, fmt.Sprintf(format, args...))
 		}
 	}
-	all := append(b1.deliveries(), b2.deliveries()...)
+	all := append(b1.Deliveries(), b2.Deliveries()...)
 	for _, d := range all {
-		recv, rest, ok := splitReceived(d.data)
+		recv, rest, ok := splitReceived(d.Data)
 		if !ok {
-			fail("a delivered message does not start with a Received header: %.200q", d.data)
+			fail("a delivered message does not start with a Received header: %.200q", d.Data)
 			continue
 		}
-		mid := headerValue(rest, "Message-ID")
+		mid := smtptest.HeaderValue(rest, "Message-ID")
 		seen[mid]++
 		s, ok := res.acked[mid]
 		if !ok {
@@ -197,8 +200,8 @@ func TestDeliverExactlyOnce(t *testing.T) {
 		if !bytes.Equal(rest, s.msg.data) {
 			fail("%s: delivered bytes after the Received header differ from what was sent (%d vs %d bytes)", mid, len(rest), len(s.msg.data))
 		}
-		if d.from != s.msg.from || strings.Join(d.rcpts, ",") != strings.Join(s.msg.rcpts, ",") {
-			fail("%s: envelope %s -> %v, sent %s -> %v", mid, d.from, d.rcpts, s.msg.from, s.msg.rcpts)
+		if d.From != s.msg.from || strings.Join(d.Rcpts, ",") != strings.Join(s.msg.rcpts, ",") {
+			fail("%s: envelope %s -> %v, sent %s -> %v", mid, d.From, d.Rcpts, s.msg.from, s.msg.rcpts)
 		}
 		if m := receivedIDRe.FindSubmatch(recv); m == nil || string(m[1]) != s.queueID {
 			fail("%s: Received header does not carry the queue id %s: %q", mid, s.queueID, recv)
@@ -213,7 +216,7 @@ func TestDeliverExactlyOnce(t *testing.T) {
 		t.Fatalf("e2e: %d deliveries checked, problems:\n%s", len(all), strings.Join(problems, "\n"))
 	}
 	t.Logf("e2e: exactly once: %d messages acknowledged in %v, all delivered once in %v (%d to %s, %d to %s)",
-		total, sendTook.Round(time.Millisecond), took.Round(time.Millisecond), b1.count(), b1.addr, b2.count(), b2.addr)
+		total, sendTook.Round(time.Millisecond), took.Round(time.Millisecond), b1.Count(), b1.Addr(), b2.Count(), b2.Addr())
 }
 
 // TestKill9DuringLoad: kill -9 of the node while 20 connections send; after
@@ -221,14 +224,14 @@ func TestDeliverExactlyOnce(t *testing.T) {
 // delivered. Duplicates are allowed and counted; a loss fails the test.
 func TestKill9DuringLoad(t *testing.T) {
 	const conns, killAfter = 20, 1500
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr}})
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}})
 
 	var acked atomic.Int64
 	done := make(chan *loadResult, 1)
 	go func() { done <- runLoad(n.inbound, "kill9", conns, 0, nil, &acked) }()
 
-	waitFor(t, 2*time.Minute, fmt.Sprintf("%d acknowledged messages", killAfter), func() (bool, string) {
+	wait.For(t, 2*time.Minute, fmt.Sprintf("%d acknowledged messages", killAfter), func() (bool, string) {
 		select {
 		case res := <-done:
 			done <- res
@@ -252,11 +255,11 @@ func TestKill9DuringLoad(t *testing.T) {
 	if len(res.acked) < killAfter {
 		t.Fatalf("e2e: load stopped after %d acknowledged messages, before the kill: %s", len(res.acked), strings.Join(res.errs, "; "))
 	}
-	deliveredBeforeRestart := be.count()
+	deliveredBeforeRestart := be.Count()
 
 	n.start()
 	lost := func() []string {
-		got := be.byMessageID()
+		got := be.ByMessageID()
 		var l []string
 		for mid := range res.acked {
 			if got[mid] == 0 {
@@ -265,11 +268,11 @@ func TestKill9DuringLoad(t *testing.T) {
 		}
 		return l
 	}
-	err := pollUntil(2*time.Minute, func() (bool, string) {
+	err := wait.Until(2*time.Minute, func() (bool, string) {
 		l := lost()
 		return len(l) == 0, fmt.Sprintf("%d acknowledged messages not delivered", len(l))
 	})
-	got := be.byMessageID()
+	got := be.ByMessageID()
 	delivered, dups, extra := 0, 0, 0
 	for mid, c := range got {
 		if _, ok := res.acked[mid]; ok {
@@ -288,9 +291,9 @@ func TestKill9DuringLoad(t *testing.T) {
 		}
 		t.Fatalf("e2e: messages acknowledged with 250 were lost after kill -9 and restart: %v; e.g. %s", err, strings.Join(l, " "))
 	}
-	for _, d := range be.deliveries() {
-		_, rest, ok := splitReceived(d.data)
-		mid := headerValue(rest, "Message-ID")
+	for _, d := range be.Deliveries() {
+		_, rest, ok := splitReceived(d.Data)
+		mid := smtptest.HeaderValue(rest, "Message-ID")
 		if s, sent := res.acked[mid]; sent && (!ok || !bytes.Equal(rest, s.msg.data)) {
 			t.Errorf("e2e: %s: delivered bytes differ from what was sent", mid)
 		}

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // TestMailLogFollowsOneMessage: one message followed through the mail log.
@@ -12,8 +15,8 @@ import (
 // delivery; the accept line also carries the session id, which leads back
 // to the connection's lines.
 func TestMailLogFollowsOneMessage(t *testing.T) {
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr}})
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}})
 	c, _ := dialHello(t, n.inbound)
 	rep, err := c.sendMessage("sender@example.org", []string{"user@e2e.test"},
 		[]byte("Message-ID: <followed@client.e2e.test>\r\nSubject: follow me\r\n\r\nhello\r\n"))
@@ -25,7 +28,7 @@ func TestMailLogFollowsOneMessage(t *testing.T) {
 		t.Fatalf("e2e: no queue id in %q", rep)
 	}
 	c.expectCmd(t, "QUIT", "221")
-	waitFor(t, 30*time.Second, "the delivery line of "+qid, func() (bool, string) {
+	wait.For(t, 30*time.Second, "the delivery line of "+qid, func() (bool, string) {
 		evs := n.findEvents("queue_id", qid, "event", "deliver", "result", "delivered")
 		return len(evs) == 1, fmt.Sprintf("%d deliver lines", len(evs))
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/mxgate/mxgate/filter/clamav/clamdtest"
 	"github.com/mxgate/mxgate/internal/promscrape"
 	"github.com/mxgate/mxgate/internal/testport"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // nodeOptions are the parts of a node's configuration a test varies; zero
@@ -438,7 +439,7 @@ func parseLabels(s string) map[string]string {
 // waitMetric polls a metric until it equals want.
 func (n *node) waitMetric(timeout time.Duration, want float64, name string, labels ...string) {
 	n.t.Helper()
-	waitFor(n.t, timeout, fmt.Sprintf("%s%v == %v", name, labels, want), func() (bool, string) {
+	wait.For(n.t, timeout, fmt.Sprintf("%s%v == %v", name, labels, want), func() (bool, string) {
 		v, ok, err := n.metric(name, labels...)
 		switch {
 		case err != nil:
@@ -448,32 +449,6 @@ func (n *node) waitMetric(timeout time.Duration, want float64, name string, labe
 		}
 		return v == want, fmt.Sprintf("value %v", v)
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes; cond's second
-// result says what it saw, for the failure message.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	if err := pollUntil(timeout, cond); err != nil {
-		t.Fatalf("e2e: waiting for %s: %v", what, err)
-	}
-}
-
-// pollUntil is waitFor for goroutines that must not call t.Fatal.
-func pollUntil(timeout time.Duration, cond func() (bool, string)) error {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, seen := cond()
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not after %v; last seen: %s", timeout, seen)
-		}
-		<-tick.C
-	}
 }
 
 func freeAddr(t testing.TB) string {

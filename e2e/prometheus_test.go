@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 const rulesFile = "../deployments/prometheus/mxgate-rules.yml"
@@ -29,10 +32,10 @@ func TestPrometheusScrapesAndAlerts(t *testing.T) {
 
 	tlsDir := filepath.Join(t.TempDir(), "tls")
 	tlsInit(t, tlsDir, "solo")
-	be := startBackend(t)
+	be := smtptest.Start(t)
 	co := &clusterOptions{gossip: gossipAddr(t), raft: freeAddr(t), bootstrapExpect: 1, tlsDir: tlsDir}
-	n := startNode(t, nodeOptions{name: "solo", backends: []string{be.addr}, greylist: clusterGreylist(time.Minute), cluster: co})
-	waitFor(t, 20*time.Second, "the one-node cluster to elect itself", func() (bool, string) {
+	n := startNode(t, nodeOptions{name: "solo", backends: []string{be.Addr()}, greylist: clusterGreylist(time.Minute), cluster: co})
+	wait.For(t, 20*time.Second, "the one-node cluster to elect itself", func() (bool, string) {
 		s, err := n.clusterStatus()
 		if err != nil {
 			return false, err.Error()
@@ -48,11 +51,11 @@ func TestPrometheusScrapesAndAlerts(t *testing.T) {
 	if !rep.is("451 4.7.1") {
 		t.Fatalf("e2e: first RCPT: %q, want 451 4.7.1", rep)
 	}
-	waitFor(t, 30*time.Second, "Prometheus to read the greylist counter", func() (bool, string) {
+	wait.For(t, 30*time.Second, "Prometheus to read the greylist counter", func() (bool, string) {
 		v, err := prom.queryValue(`mxgate_greylist_decisions_total{result="new"}`)
 		return err == nil && v == 1, fmt.Sprintf("value %v, error %v", v, err)
 	})
-	waitFor(t, 30*time.Second, "Prometheus to see the node as a leader with quorum", func() (bool, string) {
+	wait.For(t, 30*time.Second, "Prometheus to see the node as a leader with quorum", func() (bool, string) {
 		v, err := prom.queryValue(`mxgate_raft_has_leader * on(instance) mxgate_raft_state{state="leader"}`)
 		return err == nil && v == 1, fmt.Sprintf("value %v, error %v", v, err)
 	})
@@ -70,7 +73,7 @@ func TestPrometheusScrapesAndAlerts(t *testing.T) {
 		conn.Close()
 	}
 	n.waitMetric(10*time.Second, 30, "mxgate_cluster_tls_handshake_errors_total")
-	waitFor(t, 60*time.Second, "MxgateClusterForeignConnections to fire", func() (bool, string) {
+	wait.For(t, 60*time.Second, "MxgateClusterForeignConnections to fire", func() (bool, string) {
 		alerts, err := prom.alerts()
 		if err != nil {
 			return false, err.Error()
@@ -151,7 +154,7 @@ scrape_configs:
 		}
 	})
 	p := &prometheus{t: t, addr: addr}
-	waitFor(t, 30*time.Second, "prometheus ready", func() (bool, string) {
+	wait.For(t, 30*time.Second, "prometheus ready", func() (bool, string) {
 		resp, err := http.Get("http://" + addr + "/-/ready")
 		if err != nil {
 			return false, err.Error()

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
 )
 
 // TestAlertRulesUseExposedMetrics: every mxgate_ metric the shipped
@@ -35,8 +37,8 @@ func TestAlertRulesUseExposedMetrics(t *testing.T) {
 	if err := dec.Decode(&rules); err != nil {
 		t.Fatalf("e2e: rules file: %v", err)
 	}
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr}})
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}})
 	exposed, err := n.metrics()
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // spoolOnTmpfs makes a node whose data_dir/spool is a tmpfs of size
@@ -55,7 +57,7 @@ func (n *node) readyz() (int, string, error) {
 func (n *node) waitReadyz(code int, want ...string) string {
 	n.t.Helper()
 	var body string
-	waitFor(n.t, 15*time.Second, fmt.Sprintf("/readyz %d with %q", code, want), func() (bool, string) {
+	wait.For(n.t, 15*time.Second, fmt.Sprintf("/readyz %d with %q", code, want), func() (bool, string) {
 		c, b, err := n.readyz()
 		if err != nil {
 			return false, err.Error()

@@ -7,13 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // TestSTARTTLS: a real client (swaks) delivers over STARTTLS and the
 // Received header says so; a client limited to TLS 1.1 cannot handshake.
 func TestSTARTTLS(t *testing.T) {
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr}})
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}})
 
 	t.Run("Swaks", func(t *testing.T) {
 		swaks, err := exec.LookPath("swaks")
@@ -34,19 +37,19 @@ func TestSTARTTLS(t *testing.T) {
 		if !strings.Contains(string(out), "<~  250 2.0.0 Ok: queued as ") {
 			t.Errorf("e2e: swaks did not get 250 2.0.0 after the data:\n%s", out)
 		}
-		var d delivery
-		waitFor(t, 30*time.Second, "the TLS message at the backend", func() (bool, string) {
-			for _, x := range be.deliveries() {
-				if headerValue(x.data, "Message-Id") == "<starttls@client.e2e.test>" {
+		var d smtptest.Delivery
+		wait.For(t, 30*time.Second, "the TLS message at the backend", func() (bool, string) {
+			for _, x := range be.Deliveries() {
+				if smtptest.HeaderValue(x.Data, "Message-Id") == "<starttls@client.e2e.test>" {
 					d = x
 					return true, ""
 				}
 			}
 			return false, "not yet"
 		})
-		recv, _, ok := splitReceived(d.data)
+		recv, _, ok := splitReceived(d.Data)
 		if !ok {
-			t.Fatalf("e2e: delivered message has no Received header from mxgate:\n%s", d.data)
+			t.Fatalf("e2e: delivered message has no Received header from mxgate:\n%s", d.Data)
 		}
 		r := string(recv)
 		if !strings.Contains(r, "with ESMTPS") || !strings.Contains(r, "using TLSv1.") {

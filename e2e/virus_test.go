@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/filter/clamav/clamdtest"
+	"github.com/mxgate/mxgate/internal/smtptest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 var eicar = clamdtest.EICAR
@@ -58,8 +60,8 @@ func crlf(data []byte) []byte {
 
 func TestVirusScanning(t *testing.T) {
 	clamd := clamdtest.StartServer(t, clamdtest.Options{SigDir: clamdtest.SigDir(t)})
-	be := startBackend(t)
-	n := startNode(t, nodeOptions{backends: []string{be.addr}, clamav: clamd.TCPAddress(), maxMessageBytes: 10 << 20})
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}, clamav: clamd.TCPAddress(), maxMessageBytes: 10 << 20})
 
 	t.Run("EICAR", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -93,7 +95,7 @@ func TestVirusScanning(t *testing.T) {
 	})
 
 	t.Run("CleanMIMESamples", func(t *testing.T) {
-		before := be.count()
+		before := be.Count()
 		sent := map[string][]byte{} // Subject marker -> normalised bytes
 		refused := 0
 		root := clamdtest.SharedTestdata(t, "mime")
@@ -125,17 +127,17 @@ func TestVirusScanning(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "clean samples delivered", func() (bool, string) {
-			got := be.count() - before
+		wait.For(t, 30*time.Second, "clean samples delivered", func() (bool, string) {
+			got := be.Count() - before
 			return got == len(sent), fmt.Sprintf("%d of %d delivered", got, len(sent))
 		})
-		for _, d := range be.deliveries()[before:] {
-			recv, rest, ok := splitReceived(d.data)
+		for _, d := range be.Deliveries()[before:] {
+			recv, rest, ok := splitReceived(d.Data)
 			if !ok {
-				t.Errorf("e2e: delivery without a leading Received header: %.200q", d.data)
+				t.Errorf("e2e: delivery without a leading Received header: %.200q", d.Data)
 				continue
 			}
-			sample := headerValue(rest, "X-E2E-Sample")
+			sample := smtptest.HeaderValue(rest, "X-E2E-Sample")
 			want, found := sent[sample]
 			if !found {
 				t.Errorf("e2e: unexpected delivery %q", sample)
@@ -144,8 +146,8 @@ func TestVirusScanning(t *testing.T) {
 			if !bytes.Equal(rest, want) {
 				t.Errorf("e2e: %s delivered changed (%d bytes sent, %d delivered after the added headers)", sample, len(want), len(rest))
 			}
-			if !bytes.Contains(d.data[:len(d.data)-len(rest)], []byte("X-Virus-Scanned: clamav by mxgate")) {
-				t.Errorf("e2e: %s: no X-Virus-Scanned header in %q", sample, d.data[:len(d.data)-len(rest)])
+			if !bytes.Contains(d.Data[:len(d.Data)-len(rest)], []byte("X-Virus-Scanned: clamav by mxgate")) {
+				t.Errorf("e2e: %s: no X-Virus-Scanned header in %q", sample, d.Data[:len(d.Data)-len(rest)])
 			}
 			_ = recv
 		}
@@ -156,7 +158,7 @@ func TestVirusScanning(t *testing.T) {
 	})
 
 	t.Run("ClamdKilledUnderLoad", func(t *testing.T) {
-		before := be.count()
+		before := be.Count()
 		var (
 			mu        sync.Mutex
 			accepted  = map[string]bool{} // Message-ID -> 250
@@ -204,18 +206,18 @@ func TestVirusScanning(t *testing.T) {
 				}
 			}(w)
 		}
-		waitFor(t, 30*time.Second, "some mail accepted before clamd is killed", func() (bool, string) {
+		wait.For(t, 30*time.Second, "some mail accepted before clamd is killed", func() (bool, string) {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(accepted) >= 50, fmt.Sprintf("%d accepted", len(accepted))
 		})
 		clamd.Kill()
-		waitFor(t, 30*time.Second, "451 replies while clamd is down", func() (bool, string) {
+		wait.For(t, 30*time.Second, "451 replies while clamd is down", func() (bool, string) {
 			mu.Lock()
 			defer mu.Unlock()
 			return tempfails >= 20, fmt.Sprintf("%d tempfails", tempfails)
 		})
-		waitFor(t, 10*time.Second, "/readyz to report clamd down", func() (bool, string) {
+		wait.For(t, 10*time.Second, "/readyz to report clamd down", func() (bool, string) {
 			code := readyzCode(n)
 			return code == http.StatusServiceUnavailable, fmt.Sprintf("readyz %d", code)
 		})
@@ -229,7 +231,7 @@ func TestVirusScanning(t *testing.T) {
 		mu.Unlock()
 
 		clamd.Restart()
-		waitFor(t, 15*time.Second, "/readyz ready again after clamd restarts", func() (bool, string) {
+		wait.For(t, 15*time.Second, "/readyz ready again after clamd restarts", func() (bool, string) {
 			code := readyzCode(n)
 			return code == http.StatusOK, fmt.Sprintf("readyz %d", code)
 		})
@@ -237,17 +239,17 @@ func TestVirusScanning(t *testing.T) {
 			t.Fatalf("e2e: after clamd restarted: got %q, want 250 without restarting mxgate", rep)
 		}
 		want := acked + 1
-		waitFor(t, 30*time.Second, "every acknowledged message delivered", func() (bool, string) {
-			got := be.count() - before
+		wait.For(t, 30*time.Second, "every acknowledged message delivered", func() (bool, string) {
+			got := be.Count() - before
 			return got >= want, fmt.Sprintf("%d of %d delivered", got, want)
 		})
-		for _, d := range be.deliveries()[before:] {
-			_, rest, _ := splitReceived(d.data)
-			mid := strings.Trim(headerValue(rest, "Message-ID"), "<>")
+		for _, d := range be.Deliveries()[before:] {
+			_, rest, _ := splitReceived(d.Data)
+			mid := strings.Trim(smtptest.HeaderValue(rest, "Message-ID"), "<>")
 			if mid != "after-restart@e2e.test" && !accepted[mid] {
 				t.Errorf("e2e: delivered %s, which never got a 250", mid)
 			}
-			if !bytes.Contains(d.data, []byte("X-Virus-Scanned: clamav by mxgate")) {
+			if !bytes.Contains(d.Data, []byte("X-Virus-Scanned: clamav by mxgate")) {
 				t.Errorf("e2e: %s delivered without being scanned", mid)
 			}
 		}
