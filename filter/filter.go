@@ -88,8 +88,13 @@ type Result struct {
 	LogAttrs []any
 	// Defer, from a recipient check, asks to decide this recipient at the
 	// end of DATA instead, with the whole envelope known (the greylisting
-	// of bounces). The check is called again with Recipient.AtData set.
+	// of bounces), before the body checks. The check is called again with
+	// Recipient.AtData set.
 	Defer bool
+	// DeferAfterScore asks the same, after the body checks, with the
+	// message's score in Recipient.Score (greylisting by score). It is not
+	// asked when the body checks refuse the message.
+	DeferAfterScore bool
 	// Err is a failure of the check itself (a DNS timeout, Redis down):
 	// never a verdict. Its symbols are dropped and replaced by one error
 	// symbol scoring 0, so a failing check counts neither as clean nor as
@@ -123,6 +128,16 @@ type Recipient struct {
 	From   string
 	Rcpt   string
 	AtData bool
+	// Score is the message's score, for a check that deferred after the
+	// score (Scored is then set).
+	Score  float64
+	Scored bool
+}
+
+// Deferral is a recipient decision a check deferred to the end of DATA.
+type Deferral struct {
+	Check      string
+	AfterScore bool
 }
 
 // Body is the end-of-DATA stage: the message is in the spool.

@@ -24,3 +24,23 @@ var (
 		Help: "Panics contained in checks; any value above zero is a bug.",
 	}, []string{"check"})
 )
+
+// The verdict of spam scoring; symbol names come from the checks' code and
+// the configured zones, so they are bounded.
+var (
+	metricScore = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "mxgate_spam_score",
+		Help:    "Spam score of each message scored at the end of DATA.",
+		Buckets: []float64{-10, -5, -2, 0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 50, 100},
+	})
+
+	metricVerdicts = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxgate_spam_verdicts_total",
+		Help: "Verdicts at the end of DATA by action: accept, tag, quarantine, tempfail, reject.",
+	}, []string{"action"})
+
+	metricSymbolHits = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "mxgate_spam_symbol_hits_total",
+		Help: "Symbols emitted by the checks, by symbol.",
+	}, []string{"symbol"})
+)

@@ -32,6 +32,11 @@ type Config struct {
 	Thresholds   Thresholds
 	// Scores override the score of the named symbols (spam.scores).
 	Scores map[string]float64
+	// Spam turns on the verdict of spam scoring at the end of DATA: the
+	// X-Spam-Score and X-Spam-Status headers (and X-Spam-Flag at the tag
+	// level), the score, action and symbols in the mail log, and the spam
+	// metrics.
+	Spam   bool
 	Logger *slog.Logger
 }
 
@@ -76,7 +81,7 @@ type Decision struct {
 	Errors   []CheckError
 	// Deferred lists, at the recipient stage, the checks that asked to
 	// decide at the end of DATA.
-	Deferred []string
+	Deferred []Deferral
 }
 
 // Refused reports a decision the client must be refused with.
@@ -129,56 +134,75 @@ func (p *Pipeline) Rcpt(ctx context.Context, r *Recipient) Decision {
 	})
 	d := p.merge(results)
 	for _, nr := range results {
-		if nr.res.Defer {
-			d.Deferred = append(d.Deferred, nr.name)
+		switch {
+		case nr.res.Defer:
+			d.Deferred = append(d.Deferred, Deferral{Check: nr.name})
+		case nr.res.DeferAfterScore:
+			d.Deferred = append(d.Deferred, Deferral{Check: nr.name, AfterScore: true})
 		}
 	}
 	return d
 }
 
 // Body decides the message: first the recipient decisions deferred to the
-// end of DATA (deferred maps a recipient to the checks that deferred it),
-// then, unless those refuse the message, the body checks.
-func (p *Pipeline) Body(ctx context.Context, b *Body, deferred map[string][]string) Decision {
+// end of DATA (deferred maps a recipient to them), then, unless those refuse
+// the message, the body checks, then, unless those refuse it, the recipient
+// decisions deferred until the score is known.
+func (p *Pipeline) Body(ctx context.Context, b *Body, deferred map[string][]Deferral) Decision {
 	if p == nil {
 		return Decision{}
 	}
-	if len(deferred) > 0 {
-		if d := p.rcptAtData(ctx, b, deferred); d.Refused() {
-			return d
-		}
+	if d := p.rcptAtData(ctx, b, deferred, false, 0); d.Refused() {
+		return d
 	}
 	checks := make([]Check, len(p.cfg.Body))
 	for i, c := range p.cfg.Body {
 		checks[i] = c
 	}
-	return p.merge(p.run(ctx, "body", checks, func(ctx context.Context, ch Check) Result {
+	d := p.merge(p.run(ctx, "body", checks, func(ctx context.Context, ch Check) Result {
 		return ch.(BodyCheck).CheckBody(ctx, b)
 	}))
+	if !d.Refused() {
+		if g := p.rcptAtData(ctx, b, deferred, true, d.Score); g.Refused() {
+			g.Score, g.Symbols = d.Score, d.Symbols
+			d = g
+		}
+	}
+	if p.cfg.Spam {
+		p.spamVerdict(&d)
+	}
+	return d
 }
 
 // rcptAtData asks each deferring check about its recipients again, now that
-// the whole envelope is known. The decision names every recipient refused
-// with the winning action ("rcpts" in its log attributes).
-func (p *Pipeline) rcptAtData(ctx context.Context, b *Body, deferred map[string][]string) Decision {
+// the whole envelope (and, afterScore, the score) is known. The decision
+// names every recipient refused with the winning action ("rcpts" in its log
+// attributes).
+func (p *Pipeline) rcptAtData(ctx context.Context, b *Body, deferred map[string][]Deferral, afterScore bool, score float64) Decision {
 	type job struct {
 		check RcptCheck
 		rcpt  string
 	}
 	var jobs []job
 	for _, rcpt := range b.Rcpts {
-		for _, name := range deferred[rcpt] {
+		for _, df := range deferred[rcpt] {
+			if df.AfterScore != afterScore {
+				continue
+			}
 			for _, c := range p.cfg.Rcpt {
-				if c.Name() == name {
+				if c.Name() == df.Check {
 					jobs = append(jobs, job{c, rcpt})
 				}
 			}
 		}
 	}
+	if len(jobs) == 0 {
+		return Decision{}
+	}
 	results := p.runJobs(ctx, len(jobs), func(i int) (string, func(context.Context) Result) {
 		j := jobs[i]
 		return j.check.Name(), func(ctx context.Context) Result {
-			return j.check.CheckRcpt(ctx, &Recipient{Conn: b.Conn, From: b.From, Rcpt: j.rcpt, AtData: true})
+			return j.check.CheckRcpt(ctx, &Recipient{Conn: b.Conn, From: b.From, Rcpt: j.rcpt, AtData: true, Score: score, Scored: afterScore})
 		}
 	}, "rcpt")
 	d := p.merge(results)

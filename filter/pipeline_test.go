@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,10 +216,10 @@ func TestDeferredRecipients(t *testing.T) {
 	body := bodyFunc{"clamav", func(context.Context, *Body) Result { bodyRan = true; return Result{} }}
 	p := New(Config{Rcpt: []RcptCheck{grey}, Body: []BodyCheck{body}})
 	conn := &Conn{IP: netip.MustParseAddr("192.0.2.1")}
-	deferred := map[string][]string{}
+	deferred := map[string][]Deferral{}
 	for _, rc := range []string{"known@example.com", "new@example.com"} {
 		d := p.Rcpt(context.Background(), &Recipient{Conn: conn, From: "", Rcpt: rc})
-		if d.Refused() || !slices.Equal(d.Deferred, []string{"greylist"}) {
+		if d.Refused() || !slices.Equal(d.Deferred, []Deferral{{Check: "greylist"}}) {
 			t.Fatalf("RCPT %s: %+v, want deferred to DATA", rc, d)
 		}
 		deferred[rc] = d.Deferred
@@ -258,5 +259,95 @@ func TestOpenMessage(t *testing.T) {
 	defer r.Close()
 	if b.Msg.Size != int64(len("Subject: hi\r\nFrom: a@example.org\r\n\r\nbody\r\n")) {
 		t.Errorf("size %d", b.Msg.Size)
+	}
+}
+
+func TestSpamVerdictHeaders(t *testing.T) {
+	th := Thresholds{Tag: 5, Quarantine: 8, Reject: 15}
+	for _, tc := range []struct {
+		checks  []BodyCheck
+		action  Action
+		flag    bool
+		status  string
+		refused bool
+	}{
+		{[]BodyCheck{scored("A", 1), scored("B", -0.5)}, Accept, false, "No, score=0.5 required=5 tests=A=1,B=-0.5", false},
+		{[]BodyCheck{scored("GTUBE", 6)}, Tag, true, "Yes, score=6 required=5 tests=GTUBE=6", false},
+		{[]BodyCheck{scored("GTUBE", 9)}, Quarantine, true, "Yes, score=9 required=5 tests=GTUBE=9", false},
+		{[]BodyCheck{scored("GTUBE", 1000)}, Reject, false, "", true},
+	} {
+		p := New(Config{Body: tc.checks, Thresholds: th, Spam: true})
+		d := p.Body(context.Background(), testBody(t), nil)
+		if d.Action != tc.action {
+			t.Fatalf("%v: action %v, want %v", tc.checks, d.Action, tc.action)
+		}
+		h := map[string]string{}
+		for _, x := range d.Headers {
+			h[x.Name] = x.Value
+		}
+		if tc.refused {
+			if len(d.Headers) != 0 || d.Reply == nil || d.Reply.Code != 550 {
+				t.Errorf("reject: headers %v reply %+v", d.Headers, d.Reply)
+			}
+		} else {
+			if got := h["X-Spam-Status"]; got != tc.status {
+				t.Errorf("X-Spam-Status %q, want %q", got, tc.status)
+			}
+			if _, ok := h["X-Spam-Score"]; !ok {
+				t.Errorf("no X-Spam-Score: %v", h)
+			}
+			if _, ok := h["X-Spam-Flag"]; ok != tc.flag {
+				t.Errorf("X-Spam-Flag present %v, want %v", ok, tc.flag)
+			}
+		}
+		attrs := fmt.Sprint(d.LogAttrs)
+		if !strings.Contains(attrs, "score") || !strings.Contains(attrs, "action "+tc.action.String()) || !strings.Contains(attrs, "symbols") {
+			t.Errorf("log attrs %s lack score, action or symbols", attrs)
+		}
+	}
+	// Without Spam, no headers are added.
+	p := New(Config{Body: []BodyCheck{scored("A", 1)}, Thresholds: th})
+	if d := p.Body(context.Background(), testBody(t), nil); len(d.Headers) != 0 {
+		t.Errorf("headers without spam scoring: %v", d.Headers)
+	}
+}
+
+// A recipient decision deferred until the score is known sees the score,
+// and is not asked when the body checks refuse the message.
+func TestDeferredAfterScore(t *testing.T) {
+	var asked []float64
+	var mu sync.Mutex
+	grey := rcptFunc{"greylist", func(_ context.Context, r *Recipient) Result {
+		if !r.AtData {
+			return Result{DeferAfterScore: true}
+		}
+		mu.Lock()
+		asked = append(asked, r.Score)
+		mu.Unlock()
+		if r.Scored && r.Score >= 4 {
+			return Result{Action: Tempfail, Reason: "greylisted", Reply: &Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "greylisted"}}
+		}
+		return Result{}
+	}}
+	for _, tc := range []struct {
+		score  float64
+		action Action
+		asked  bool
+	}{{1, Accept, true}, {4.5, Tempfail, true}, {100, Reject, false}} {
+		asked = nil
+		p := New(Config{Rcpt: []RcptCheck{grey}, Body: []BodyCheck{scored("S", tc.score)}, Thresholds: Thresholds{Tag: 5, Reject: 15}, Spam: true})
+		conn := &Conn{IP: netip.MustParseAddr("192.0.2.1")}
+		rd := p.Rcpt(context.Background(), &Recipient{Conn: conn, From: "a@example.org", Rcpt: "u@example.com"})
+		if !slices.Equal(rd.Deferred, []Deferral{{Check: "greylist", AfterScore: true}}) {
+			t.Fatalf("deferred %v", rd.Deferred)
+		}
+		b := testBody(t)
+		d := p.Body(context.Background(), b, map[string][]Deferral{"u@example.com": rd.Deferred})
+		if d.Action != tc.action || (len(asked) == 1) != tc.asked || (tc.asked && asked[0] != tc.score) {
+			t.Errorf("score %v: action %v, asked with %v; want %v, asked %v", tc.score, d.Action, asked, tc.action, tc.asked)
+		}
+		if tc.action == Tempfail && d.Score != tc.score {
+			t.Errorf("score %v: the greylisting decision lost the score (%v)", tc.score, d.Score)
+		}
 	}
 }

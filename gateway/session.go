@@ -36,7 +36,7 @@ type session struct {
 	rcpts   []string
 	// deferred maps a recipient to the checks that decide it at the end
 	// of DATA (the greylisting of bounces).
-	deferred map[string][]string
+	deferred map[string][]filter.Deferral
 }
 
 func (s *session) Reset() {
@@ -132,7 +132,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if len(d.Deferred) > 0 {
 		if s.deferred == nil {
-			s.deferred = map[string][]string{}
+			s.deferred = map[string][]filter.Deferral{}
 		}
 		s.deferred[to] = d.Deferred
 	}
@@ -232,6 +232,11 @@ func (s *session) Data(r io.Reader) error {
 	metricAcceptDuration.WithLabelValues(s.policy.Name).Observe(time.Since(dataEnd).Seconds())
 	args := []any{"event", "accept", "session", s.id, "listener", s.policy.Name, "client_ip", s.ip.String(),
 		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil}
+	if d.Action == filter.Quarantine {
+		// The quarantine is not there yet: the message is tagged and
+		// delivered, and the log says it would have been kept.
+		args = append(args, "would_quarantine", true)
+	}
 	if copier.dropped > 0 {
 		// X-Spam-* and our own Authentication-Results from outside.
 		args = append(args, "forged_headers_removed", copier.dropped)

@@ -13,6 +13,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mxgate/mxgate/internal/dns"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
@@ -25,7 +26,7 @@ func startTestServer(t testing.TB) string {
 		Hostname:     "mx.fuzz.test",
 		LocalDomains: []string{"fuzz.test"},
 		Backends:     []string{"127.0.0.1:1"},
-		Resolver:     "127.0.0.1:1",
+		Resolver:     dns.Mock{},
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -22,6 +22,10 @@ const ReasonGreylisted = "greylisted"
 type Check struct {
 	Greylister *Greylister
 	Logger     *slog.Logger
+	// ScoreThreshold, when above 0, is greylist.mode: score: only mail
+	// whose spam score reaches it is greylisted, decided at the end of
+	// DATA once the score is known (as rspamd's greylist action).
+	ScoreThreshold float64
 }
 
 // Name is the check's name.
@@ -34,8 +38,16 @@ func (c *Check) CheckRcpt(ctx context.Context, r *filter.Recipient) filter.Resul
 	if r.Conn.Trusted {
 		return filter.Result{}
 	}
-	if r.From == "" && !r.AtData {
-		return filter.Result{Defer: true}
+	if !r.AtData {
+		switch {
+		case c.ScoreThreshold > 0:
+			return filter.Result{DeferAfterScore: true}
+		case r.From == "":
+			return filter.Result{Defer: true}
+		}
+	}
+	if r.Scored && r.Score < c.ScoreThreshold {
+		return filter.Result{} // scores too low to be worth a delay
 	}
 	d := c.Greylister.Check(ctx, r.Conn.IP, r.From, r.Rcpt)
 	if d.Err != nil {
