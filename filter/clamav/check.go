@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -26,7 +27,11 @@ type Check struct {
 	// Observe, when set, is told the outcome of every scan (nil error
 	// for an answer from clamd), for the node's readiness.
 	Observe func(error)
-	Logger  *slog.Logger
+	// Cache, with CacheTTL above 0, keeps verdicts by the SHA-256 of the
+	// message (clamav.cache_ttl): the same content is scanned once.
+	Cache    VerdictCache
+	CacheTTL time.Duration
+	Logger   *slog.Logger
 }
 
 // Name is the check's name.
@@ -41,12 +46,23 @@ const (
 // CheckBody scans the message.
 func (c *Check) CheckBody(ctx context.Context, b *filter.Body) filter.Result {
 	start := time.Now()
-	r, err := b.Msg.Open()
-	if err != nil {
-		return c.failed(b, err, "source", time.Since(start))
+	key, res, cached := c.cached(ctx, b)
+	var err error
+	if !cached {
+		var r io.ReadCloser
+		r, err = b.Msg.Open()
+		if err != nil {
+			return c.failed(b, err, "source", time.Since(start))
+		}
+		res, err = c.Client.Scan(ctx, r)
+		r.Close()
+		if err == nil && key != "" {
+			if perr := c.Cache.Put(ctx, key, res, c.CacheTTL); perr != nil {
+				metricCache.WithLabelValues("error").Inc()
+				c.Logger.Warn("clamav verdict cache", "event", "scan_cache_error", "queue_id", b.Msg.QueueID, "error", perr.Error())
+			}
+		}
 	}
-	defer r.Close()
-	res, err := c.Client.Scan(ctx, r)
 	dur := time.Since(start)
 	if err != nil {
 		kind := "unknown"
@@ -57,10 +73,12 @@ func (c *Check) CheckBody(ctx context.Context, b *filter.Body) filter.Result {
 		c.observe(err)
 		return c.failed(b, err, kind, dur)
 	}
-	c.observe(nil)
+	if !cached {
+		c.observe(nil)
+	}
 	if res.Infected {
 		c.Logger.Info("virus found", "event", "scan", "session", b.Conn.ID, "queue_id", b.Msg.QueueID, "result", "infected",
-			"virus", res.Virus, "duration_ms", dur.Milliseconds())
+			"virus", res.Virus, "duration_ms", dur.Milliseconds(), "cached", cached)
 		return filter.Result{
 			Symbols:  []filter.Symbol{{Name: "CLAMAV_VIRUS", Detail: res.Virus}},
 			Action:   filter.Reject,
@@ -70,7 +88,7 @@ func (c *Check) CheckBody(ctx context.Context, b *filter.Body) filter.Result {
 		}
 	}
 	c.Logger.Debug("virus scan clean", "event", "scan", "session", b.Conn.ID, "queue_id", b.Msg.QueueID, "result", "clean",
-		"duration_ms", dur.Milliseconds())
+		"duration_ms", dur.Milliseconds(), "cached", cached)
 	return filter.Result{
 		Headers:  []filter.Header{{Name: "X-Virus-Scanned", Value: "clamav by mxgate on " + c.Hostname}},
 		LogAttrs: []any{"virus_scan", "clean"},
@@ -98,6 +116,35 @@ func (c *Check) failed(b *filter.Body, err error, kind string, dur time.Duration
 	res.Reply = &filter.Reply{Code: 451, Enhanced: [3]int{4, 3, 0}, Text: "message could not be scanned for viruses, try again later"}
 	res.LogAttrs = []any{"error", err.Error()}
 	return res
+}
+
+// cached looks the message up in the verdict cache; key is "" when the
+// cache is off or the message could not be hashed (it is scanned then).
+func (c *Check) cached(ctx context.Context, b *filter.Body) (key string, res Result, ok bool) {
+	if c.Cache == nil || c.CacheTTL <= 0 {
+		return "", Result{}, false
+	}
+	r, err := b.Msg.Open()
+	if err != nil {
+		return "", Result{}, false
+	}
+	key, err = ContentKey(r)
+	r.Close()
+	if err != nil {
+		return "", Result{}, false
+	}
+	res, ok, err = c.Cache.Get(ctx, key)
+	switch {
+	case err != nil:
+		metricCache.WithLabelValues("error").Inc()
+		c.Logger.Warn("clamav verdict cache", "event", "scan_cache_error", "queue_id", b.Msg.QueueID, "error", err.Error())
+		return key, Result{}, false
+	case ok:
+		metricCache.WithLabelValues("hit").Inc()
+	default:
+		metricCache.WithLabelValues("miss").Inc()
+	}
+	return key, res, ok
 }
 
 func (c *Check) observe(err error) {

@@ -56,3 +56,8 @@ func observeScan(d time.Duration, res Result, err error) {
 		metricScans.WithLabelValues("clean").Inc()
 	}
 }
+
+var metricCache = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "mxgate_clamav_cache_total",
+	Help: "Lookups of the clamd verdict cache by result: hit (not scanned again), miss, error.",
+}, []string{"result"})
