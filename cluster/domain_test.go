@@ -186,7 +186,8 @@ func TestLogFormatUnchanged(t *testing.T) {
 			types = append(types, CommandType(i).String())
 		}
 	}
-	if want := []string{"greylist_put_triplet", "greylist_put_network", "expire", "chunk"}; !slices.Equal(types, want) {
+	// Types 5 and 6 came with the allow and block lists.
+	if want := []string{"greylist_put_triplet", "greylist_put_network", "expire", "chunk", "lists_put", "lists_delete"}; !slices.Equal(types, want) {
 		t.Errorf("types 1.. are %v, want %v", types, want)
 	}
 	var buckets []string
@@ -194,7 +195,7 @@ func TestLogFormatUnchanged(t *testing.T) {
 		buckets = append(buckets, b)
 	}
 	slices.Sort(buckets)
-	if want := []string{"chunk_done", "chunk_parts", "chunk_sets", "greylist_networks", "greylist_triplets"}; !slices.Equal(buckets, want) {
+	if want := []string{"chunk_done", "chunk_parts", "chunk_sets", "greylist_networks", "greylist_triplets", "lists"}; !slices.Equal(buckets, want) {
 		t.Errorf("buckets %v, want %v", buckets, want)
 	}
 

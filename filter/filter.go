@@ -81,6 +81,10 @@ type Result struct {
 	Action Action
 	Reply  *Reply
 	Reason string
+	// Allow makes the message skip spam scoring: its score gives no
+	// action (an operator's allow list). Actions forced by checks, such
+	// as a virus, still apply.
+	Allow bool
 	// Headers are added to the message if it is accepted (in check order).
 	Headers []Header
 	// LogAttrs are key/value pairs added to the mail-log line of the

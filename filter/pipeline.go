@@ -319,6 +319,7 @@ func (p *Pipeline) merge(results []named) Decision {
 	var d Decision
 	var winner *named
 	var allAttrs []any
+	allowed := false
 	for i := range results {
 		nr := &results[i]
 		r := nr.res
@@ -339,8 +340,12 @@ func (p *Pipeline) merge(results []named) Decision {
 		}
 		d.Headers = append(d.Headers, r.Headers...)
 		allAttrs = append(allAttrs, r.LogAttrs...)
+		allowed = allowed || (r.Allow && r.Err == nil)
 	}
 	scoreAction := p.scoreAction(d.Score)
+	if allowed {
+		scoreAction = Accept
+	}
 	switch {
 	case winner != nil && winner.res.Action >= scoreAction:
 		r := winner.res

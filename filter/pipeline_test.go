@@ -351,3 +351,20 @@ func TestDeferredAfterScore(t *testing.T) {
 		}
 	}
 }
+
+// An allowed message skips the score's action, not a forced one.
+func TestAllowSkipsScoring(t *testing.T) {
+	allow := bodyFunc{"lists", func(context.Context, *Body) Result { return Result{Allow: true} }}
+	th := Thresholds{Tag: 5, Reject: 15}
+	p := New(Config{Body: []BodyCheck{allow, scored("GTUBE", 1000)}, Thresholds: th})
+	if d := p.Body(context.Background(), testBody(t), nil); d.Action != Accept || d.Score != 1000 {
+		t.Errorf("allowed spam: %v score %v, want accept with the score shown", d.Action, d.Score)
+	}
+	virus := bodyFunc{"clamav", func(context.Context, *Body) Result {
+		return Result{Action: Reject, Reply: &Reply{Code: 554, Text: "virus"}}
+	}}
+	p = New(Config{Body: []BodyCheck{allow, virus}, Thresholds: th})
+	if d := p.Body(context.Background(), testBody(t), nil); d.Action != Reject {
+		t.Errorf("allowed virus: %v, want reject", d.Action)
+	}
+}

@@ -1,0 +1,5 @@
+package lists
+
+import "time"
+
+var zeroTime time.Time
