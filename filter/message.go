@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/mxgate/mxgate/filter/mimeview"
 )
 
 // maxHeaderBytes bounds the header section read for the checks; a message
@@ -25,6 +28,9 @@ type Message struct {
 	// whole (malformed, or over maxHeaderBytes); Header then holds what
 	// was read.
 	HeaderErr error
+
+	viewOnce sync.Once
+	view     *mimeview.View
 }
 
 // OpenMessage reads the header of the spooled file at path.
@@ -55,4 +61,20 @@ func (m *Message) Open() (io.ReadCloser, error) {
 		return nil, fmt.Errorf("open spooled message %s: %w", m.QueueID, err)
 	}
 	return f, nil
+}
+
+// View returns the message parsed into a bounded view (decoded header
+// fields, text, hidden HTML text, URLs, attachments), parsed on the first
+// call under mimeview.DefaultLimits and shared by every check after it.
+func (m *Message) View() *mimeview.View {
+	m.viewOnce.Do(func() {
+		f, err := m.Open()
+		if err != nil {
+			m.view = &mimeview.View{Errors: []string{err.Error()}}
+			return
+		}
+		defer f.Close()
+		m.view = mimeview.Parse(f, mimeview.DefaultLimits)
+	})
+	return m.view
 }
