@@ -123,13 +123,12 @@ type memberState struct {
 }
 
 const (
-	defaultRemoveDeadAfter = 24 * time.Hour
-	defaultExpireInterval  = time.Minute
-	reconcileInterval      = time.Second
-	joinRetryMin           = time.Second
-	joinRetryMax           = 30 * time.Second
-	leaveTimeout           = 2 * time.Second
-	bootstrapWaitLog       = 30 * time.Second
+	defaultExpireInterval = time.Minute
+	reconcileInterval     = time.Second
+	joinRetryMin          = time.Second
+	joinRetryMax          = 30 * time.Second
+	leaveTimeout          = 2 * time.Second
+	bootstrapWaitLog      = 30 * time.Second
 )
 
 // Start binds the gossip and node ports, starts Raft and gossip, and joins
@@ -142,7 +141,7 @@ func Start(cfg Config) (*Cluster, error) {
 		cfg.BootstrapExpect = 1
 	}
 	if cfg.RemoveDeadAfter <= 0 {
-		cfg.RemoveDeadAfter = defaultRemoveDeadAfter
+		cfg.RemoveDeadAfter = DefaultRemoveDeadAfter
 	}
 	if cfg.ExpireInterval <= 0 {
 		cfg.ExpireInterval = defaultExpireInterval

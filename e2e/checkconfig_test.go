@@ -140,6 +140,11 @@ func TestCheckConfig(t *testing.T) {
 				t.Errorf("e2e: no line names %s; output: %q", p.key, lines)
 			}
 		}
+		// One line per problem: every section is checked, and a key
+		// that did not decode is not reported again by its section.
+		if len(lines) != len(problems) {
+			t.Errorf("e2e: %d lines for %d problems: %q", len(lines), len(problems), lines)
+		}
 	})
 
 	t.Run("ServeRefusesBeforeListening", func(t *testing.T) {

@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -17,28 +20,54 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Check is one readiness condition: nil when ready, else why not.
-type Check struct {
+// ReadinessProbe is one condition of the node's readiness (/readyz):
+// Ready returns nil while it holds, else why not.
+type ReadinessProbe struct {
 	Name  string
 	Ready func() error
 }
 
-// HTTPHandler serves /metrics, /healthz (the process is alive) and /readyz
-// (every check passes: a load balancer or Kubernetes sends mail here only
-// then).
-func HTTPHandler(checks []Check) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+// Access says who may use a route of the AdminMux.
+type Access struct {
+	admin bool
+	what  string // the operation, named in the refusal
+}
+
+// Anyone may use the route who can reach the HTTP listener, as /metrics:
+// for reads only (GET and HEAD routes).
+var Anyone = Access{}
+
+// AdminOnly routes need the admin token (admin.token_file) as a bearer
+// token, or, when none is configured, a request from loopback (README,
+// "Administration"). what names the operation in the refusal, e.g.
+// "removing a node".
+func AdminOnly(what string) Access { return Access{admin: true, what: what} }
+
+// AdminMux is the node's one HTTP handler: /metrics, /healthz and /readyz,
+// and the routes registered with HandleAPI (the cluster API and the like),
+// each behind its Access.
+type AdminMux struct {
+	mux   *http.ServeMux
+	token string
+}
+
+// NewAdminMux serves GET /metrics, /healthz (the process is alive) and
+// /readyz (every probe passes: a load balancer or Kubernetes sends mail
+// here only then). adminToken is the token of AdminOnly routes; empty,
+// they are open to loopback only.
+func NewAdminMux(adminToken string, probes []ReadinessProbe) *AdminMux {
+	m := &AdminMux{mux: http.NewServeMux(), token: adminToken}
+	m.mux.Handle("GET /metrics", promhttp.Handler())
+	m.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	m.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		var failed []string
-		for _, c := range checks {
-			if err := c.Ready(); err != nil {
-				failed = append(failed, c.Name+": "+err.Error())
+		for _, p := range probes {
+			if err := p.Ready(); err != nil {
+				failed = append(failed, p.Name+": "+err.Error())
 			}
 		}
 		if len(failed) > 0 {
@@ -49,7 +78,62 @@ func HTTPHandler(checks []Check) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	return mux
+	return m
+}
+
+// HandleAPI registers h for pattern, a net/http pattern with its method
+// ("GET /api/v1/cluster/members", "POST /api/v1/cluster/remove"). Every
+// route that changes the node must be AdminOnly: a route open to Anyone
+// that is not GET or HEAD is a programming error, and panics as
+// http.ServeMux does for a bad pattern.
+func (m *AdminMux) HandleAPI(pattern string, h http.Handler, a Access) {
+	if !a.admin {
+		method, _, ok := strings.Cut(pattern, " ")
+		if !ok || (method != http.MethodGet && method != http.MethodHead) {
+			panic(fmt.Sprintf("gateway: route %q is open to anyone but not GET or HEAD: make it AdminOnly", pattern))
+		}
+		m.mux.Handle(pattern, h)
+		return
+	}
+	m.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !m.adminAllowed(r) {
+			WriteJSON(w, http.StatusForbidden, APIError{Error: a.what + " needs the admin token (admin.token_file), or a request from loopback when none is configured"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+func (m *AdminMux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
+
+// adminAllowed is the one admin check: the bearer token when one is
+// configured, else a client on loopback.
+func (m *AdminMux) adminAllowed(r *http.Request) bool {
+	if m.token == "" {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return false
+		}
+		a, err := netip.ParseAddr(host)
+		return err == nil && a.Unmap().IsLoopback()
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(m.token)) == 1
+}
+
+// APIError is the JSON body of every API error.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+// WriteJSON answers status with v as indented JSON, as every API route
+// does.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 var (
@@ -91,7 +175,7 @@ type HTTPOptions struct {
 // for the slowest handler: a cluster change waits up to 30 s for Raft.
 func DefaultHTTPOptions() HTTPOptions {
 	return HTTPOptions{
-		MaxConns:          256,
+		MaxConns:          DefaultHTTPConnections,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

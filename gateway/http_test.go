@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -191,7 +193,7 @@ func TestHTTPTimeouts(t *testing.T) {
 	o := DefaultHTTPOptions()
 	o.ReadHeaderTimeout = 150 * time.Millisecond
 	o.IdleTimeout = 300 * time.Millisecond
-	s, addr := startHTTP(t, HTTPHandler(nil), o)
+	s, addr := startHTTP(t, NewAdminMux("", nil), o)
 	if s.srv.ReadTimeout != o.ReadTimeout || s.srv.WriteTimeout != o.WriteTimeout || s.srv.ReadTimeout <= 0 || s.srv.WriteTimeout <= 0 {
 		t.Errorf("server timeouts read %v write %v, want %v and %v", s.srv.ReadTimeout, s.srv.WriteTimeout, o.ReadTimeout, o.WriteTimeout)
 	}
@@ -255,4 +257,147 @@ func (b *safeBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// serve runs one request through h from remote and returns the recorder.
+func serve(h http.Handler, method, path, remote, auth string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, nil)
+	req.RemoteAddr = remote
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestAdminMuxRoutes: one mux serves health, metrics and the registered
+// API routes; unknown paths are 404 and a known path with another method
+// 405, as net/http's mux answers them.
+func TestAdminMuxRoutes(t *testing.T) {
+	m := NewAdminMux("", nil)
+	m.HandleAPI("GET /api/v1/test/items", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"items": "all"})
+	}), Anyone)
+	m.HandleAPI("POST /api/v1/test/change", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"changed": "yes"})
+	}), AdminOnly("changing a test"))
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"GET", "/healthz", 200, "ok\n"},
+		{"GET", "/readyz", 200, "ready\n"},
+		{"GET", "/metrics", 200, "mxgate_http_connections_open"},
+		{"GET", "/api/v1/test/items", 200, "{\n  \"items\": \"all\"\n}\n"},
+		{"POST", "/api/v1/test/change", 200, `"changed": "yes"`},
+		{"GET", "/api/v1/test/change", 405, ""},
+		{"POST", "/api/v1/test/items", 405, ""},
+		{"POST", "/healthz", 405, ""},
+		{"GET", "/api/v1/test/other", 404, ""},
+		{"GET", "/", 404, ""},
+	} {
+		rec := serve(m, tc.method, tc.path, "127.0.0.1:1234", "")
+		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.body) {
+			t.Errorf("%s %s: %d %q, want %d with %q", tc.method, tc.path, rec.Code, rec.Body, tc.code, tc.body)
+		}
+	}
+	if ct := serve(m, "GET", "/api/v1/test/items", "192.0.2.7:1", "").Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("API Content-Type %q", ct)
+	}
+}
+
+// TestAdminMuxAdminCheck: an AdminOnly route runs only with the right
+// bearer token when one is configured, and only from loopback when none
+// is; a refusal is 403 with a JSON error naming the operation. Routes
+// open to anyone need nothing.
+func TestAdminMuxAdminCheck(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	for _, tc := range []struct {
+		name, token, remote, auth string
+		allowed                   bool
+	}{
+		{"token", token, "192.0.2.7:1", "Bearer " + token, true},
+		{"token from loopback", token, "127.0.0.1:1", "Bearer " + token, true},
+		{"wrong token", token, "192.0.2.7:1", "Bearer wrong", false},
+		{"token prefix", token, "192.0.2.7:1", "Bearer " + token[:10], false},
+		{"other scheme", token, "192.0.2.7:1", "Basic " + token, false},
+		{"loopback without the token", token, "127.0.0.1:1", "", false},
+		{"no token, loopback", "", "127.0.0.1:1", "", true},
+		{"no token, loopback v6", "", "[::1]:1", "", true},
+		{"no token, mapped loopback", "", "[::ffff:127.0.0.1]:1", "", true},
+		{"no token, remote", "", "192.0.2.7:1", "", false},
+		{"no token, remote with a token", "", "192.0.2.7:1", "Bearer " + token, false},
+		{"no token, bad remote address", "", "garbage", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ran := false
+			m := NewAdminMux(tc.token, nil)
+			m.HandleAPI("POST /api/v1/x/remove", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ran = true
+				WriteJSON(w, http.StatusOK, map[string]string{"removed": "x"})
+			}), AdminOnly("removing an x"))
+			m.HandleAPI("GET /api/v1/x/list", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				WriteJSON(w, http.StatusOK, map[string]string{"list": "x"})
+			}), Anyone)
+			rec := serve(m, "POST", "/api/v1/x/remove", tc.remote, tc.auth)
+			if tc.allowed {
+				if rec.Code != http.StatusOK || !ran {
+					t.Errorf("refused: %d %s", rec.Code, rec.Body)
+				}
+			} else {
+				var e APIError
+				if rec.Code != http.StatusForbidden || ran || json.Unmarshal(rec.Body.Bytes(), &e) != nil ||
+					e.Error != "removing an x needs the admin token (admin.token_file), or a request from loopback when none is configured" {
+					t.Errorf("allowed or wrong refusal: %d ran=%v %s", rec.Code, ran, rec.Body)
+				}
+			}
+			if rec := serve(m, "GET", "/api/v1/x/list", tc.remote, tc.auth); rec.Code != http.StatusOK {
+				t.Errorf("open route: %d", rec.Code)
+			}
+		})
+	}
+}
+
+// TestAdminMuxChangingRouteNeedsAdmin: a route open to anyone must be a
+// GET or HEAD route; anything else is refused at registration.
+func TestAdminMuxChangingRouteNeedsAdmin(t *testing.T) {
+	for _, pattern := range []string{"POST /api/v1/x", "DELETE /api/v1/x", "/api/v1/x"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%q registered open to anyone", pattern)
+				}
+			}()
+			NewAdminMux("", nil).HandleAPI(pattern, http.NotFoundHandler(), Anyone)
+		}()
+	}
+}
+
+// TestAdminMuxReadiness: /readyz is 503 while a probe fails, listing each
+// failing probe by name with its reason, in order, and not the others.
+func TestAdminMuxReadiness(t *testing.T) {
+	clamd, spool := errors.New("clamd not answering"), error(nil)
+	m := NewAdminMux("", []ReadinessProbe{
+		{Name: "smtp", Ready: func() error { return nil }},
+		{Name: "clamd", Ready: func() error { return clamd }},
+		{Name: "spool", Ready: func() error { return spool }},
+	})
+	rec := serve(m, "GET", "/readyz", "192.0.2.7:1", "")
+	if rec.Code != http.StatusServiceUnavailable || rec.Body.String() != "not ready\nclamd: clamd not answering\n" {
+		t.Errorf("one probe failing: %d %q", rec.Code, rec.Body)
+	}
+	if rec := serve(m, "GET", "/healthz", "192.0.2.7:1", ""); rec.Code != http.StatusOK || rec.Body.String() != "ok\n" {
+		t.Errorf("/healthz while not ready: %d %q", rec.Code, rec.Body)
+	}
+	spool = errors.New("/var/lib/mxgate/spool is on a read-only file system")
+	rec = serve(m, "GET", "/readyz", "192.0.2.7:1", "")
+	if want := "not ready\nclamd: clamd not answering\nspool: /var/lib/mxgate/spool is on a read-only file system\n"; rec.Code != http.StatusServiceUnavailable || rec.Body.String() != want {
+		t.Errorf("two probes failing: %d %q, want %q", rec.Code, rec.Body, want)
+	}
+	clamd, spool = nil, nil
+	if rec = serve(m, "GET", "/readyz", "192.0.2.7:1", ""); rec.Code != http.StatusOK || rec.Body.String() != "ready\n" {
+		t.Errorf("every probe passing: %d %q", rec.Code, rec.Body)
+	}
 }

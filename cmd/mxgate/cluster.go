@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,7 +14,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,31 +22,17 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mxgate/mxgate/cluster"
+	"github.com/mxgate/mxgate/gateway"
 )
 
 // startCluster starts gossip and Raft for a node whose configuration has a
 // cluster section.
 func startCluster(cfg *Config, logger *slog.Logger) (*cluster.Cluster, error) {
-	c := cfg.Cluster
 	tune, err := raftTuning(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := cluster.Start(cluster.Config{
-		Name:            cfg.Node.Name,
-		Dir:             filepath.Join(cfg.Node.DataDir, "cluster"),
-		GossipBind:      c.Gossip,
-		RaftBind:        c.Raft,
-		Advertise:       c.Advertise,
-		Join:            c.Join,
-		BootstrapExpect: c.BootstrapExpect,
-		SecretKey:       c.secretKey,
-		TLS:             c.tls,
-		RemoveDeadAfter: c.RemoveDeadAfter.D(),
-		Meta:            cluster.Meta{Version: version, SMTP: cfg.Listen.Inbound, Relay: cfg.Listen.Relay, HTTP: cfg.Listen.HTTP},
-		Logger:          logger,
-		ConfigureRaft:   tune,
-	})
+	cl, err := cluster.Start(cfg.clusterConfig(tune, logger))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -90,81 +74,54 @@ func raftTuning(getenv func(string) string) (func(*raft.Config), error) {
 	}, nil
 }
 
-// clusterAPI serves /api/v1/cluster/: members and status for everyone who
-// can reach the HTTP listener (like /metrics), remove only with the admin
-// token, or from loopback when no token is configured.
-func clusterAPI(cl *cluster.Cluster, adminToken string, logger *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
+// registerClusterAPI adds /api/v1/cluster/ to the node's mux: members and
+// status for everyone who can reach the HTTP listener (like /metrics),
+// remove behind the mux's admin check. cl is nil on a node without a
+// cluster section.
+func registerClusterAPI(m *gateway.AdminMux, cl *cluster.Cluster, logger *slog.Logger) {
 	notClustered := func(w http.ResponseWriter) bool {
 		if cl == nil {
-			writeJSON(w, http.StatusNotFound, apiError{"this node is not in a cluster: its configuration has no cluster section"})
+			gateway.WriteJSON(w, http.StatusNotFound, apiError{Error: "this node is not in a cluster: its configuration has no cluster section"})
 			return true
 		}
 		return false
 	}
-	mux.HandleFunc("GET /api/v1/cluster/members", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleAPI("GET /api/v1/cluster/members", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !notClustered(w) {
-			writeJSON(w, http.StatusOK, map[string]any{"members": cl.Members()})
+			gateway.WriteJSON(w, http.StatusOK, map[string]any{"members": cl.Members()})
 		}
-	})
-	mux.HandleFunc("GET /api/v1/cluster/status", func(w http.ResponseWriter, r *http.Request) {
+	}), gateway.Anyone)
+	m.HandleAPI("GET /api/v1/cluster/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !notClustered(w) {
-			writeJSON(w, http.StatusOK, cl.Status())
+			gateway.WriteJSON(w, http.StatusOK, cl.Status())
 		}
-	})
-	mux.HandleFunc("POST /api/v1/cluster/remove", func(w http.ResponseWriter, r *http.Request) {
-		if !adminAllowed(r, adminToken) {
-			writeJSON(w, http.StatusForbidden, apiError{"removing a node needs the admin token (admin.token_file), or a request from loopback when none is configured"})
-			return
-		}
+	}), gateway.Anyone)
+	m.HandleAPI("POST /api/v1/cluster/remove", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if notClustered(w) {
 			return
 		}
 		node := r.URL.Query().Get("node")
 		if node == "" {
-			writeJSON(w, http.StatusBadRequest, apiError{"missing node parameter"})
+			gateway.WriteJSON(w, http.StatusBadRequest, apiError{Error: "missing node parameter"})
 			return
 		}
 		err := cl.Remove(node)
 		switch {
 		case err == nil:
 			logger.Warn("node removed from the cluster by the admin API", "event", "admin", "member", node, "remote", r.RemoteAddr)
-			writeJSON(w, http.StatusOK, map[string]string{"removed": node})
+			gateway.WriteJSON(w, http.StatusOK, map[string]string{"removed": node})
 		case errors.Is(err, cluster.ErrNotMember):
-			writeJSON(w, http.StatusNotFound, apiError{err.Error()})
+			gateway.WriteJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, cluster.ErrNoLeader):
-			writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+			gateway.WriteJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
 		default:
-			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			gateway.WriteJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 		}
-	})
-	return mux
+	}), gateway.AdminOnly("removing a node"))
 }
 
-type apiError struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func adminAllowed(r *http.Request, token string) bool {
-	if token == "" {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			return false
-		}
-		a, err := netip.ParseAddr(host)
-		return err == nil && a.Unmap().IsLoopback()
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
-}
+// apiError is the API's error body, as the CLI reads it.
+type apiError = gateway.APIError
 
 const clusterUsage = `Usage:
   mxgate cluster members [-config FILE | -http URL]   the nodes gossip and Raft know, with their state

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/mxgate/mxgate/cluster"
+	"github.com/mxgate/mxgate/gateway"
 )
 
 // clusterFiles makes the cluster TLS files and gossip key with tls-init
@@ -153,6 +156,13 @@ func TestRaftTuning(t *testing.T) {
 			t.Errorf("%s=%s: error %v does not name the variable", k, v, err)
 		}
 	}
+}
+
+// clusterAPI is the node's mux with the cluster API registered on it.
+func clusterAPI(cl *cluster.Cluster, adminToken string, logger *slog.Logger) http.Handler {
+	m := gateway.NewAdminMux(adminToken, nil)
+	registerClusterAPI(m, cl, logger)
+	return m
 }
 
 func TestClusterAPIStandaloneAndAdmin(t *testing.T) {

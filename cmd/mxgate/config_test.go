@@ -354,3 +354,38 @@ func TestHTTPOptions(t *testing.T) {
 		t.Errorf("limits.http_connections: 2: %v", err)
 	}
 }
+
+// TestConfigProblemLines: for files with problems in every section, the
+// decoding errors (in the file's order) and the problems of each key
+// (sorted by key, those of one key in the order they are checked) are
+// exactly the lines of testdata/config/*.golden, one per problem, as
+// "file:line: key: why".
+func TestConfigProblemLines(t *testing.T) {
+	files, err := filepath.Glob("testdata/config/*.yaml")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("testdata/config: %v %v", files, err)
+	}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			if _, err := ParseConfig(name, data); err != nil {
+				got = err.Error() + "\n"
+			}
+			want, err := os.ReadFile(strings.TrimSuffix(path, ".yaml") + ".golden")
+			if errors.Is(err, os.ErrNotExist) {
+				want, err = nil, nil // no problem expected
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("problems of %s:\n%s\nwant:\n%s", name, got, want)
+			}
+		})
+	}
+}

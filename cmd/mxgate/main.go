@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/greylist"
+	"github.com/mxgate/mxgate/internal/dns"
 	"github.com/mxgate/mxgate/smarthost"
 )
 
@@ -112,7 +112,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	logger := newLogger(stderr, cfg.Log.Level).With("node", cfg.Node.Name)
+	logger := cfg.Log.newLogger(stderr).With("node", cfg.Node.Name)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, cfg, logger); err != nil {
@@ -122,38 +122,16 @@ func cmdServe(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var lv slog.Level
-	switch level {
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
-}
-
 // serve wires the node together and runs it until ctx is cancelled.
 func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	queue, err := smarthost.Open(smarthost.Config{
-		Dir:          filepath.Join(cfg.Node.DataDir, "spool"),
-		Hostname:     cfg.Hostname,
-		LocalDomains: cfg.Domains,
-		Backends:     cfg.Backends,
-		Transports:   cfg.Transports,
-		OutboundPort: cfg.Outbound.Port,
-		Resolver:     cfg.DNS.Resolver,
-		Lifetime:     cfg.Queue.Lifetime.D(),
-		RetryMin:     cfg.Queue.RetryMin.D(),
-		RetryMax:     cfg.Queue.RetryMax.D(),
-		Workers:      cfg.Queue.Workers,
-		Logger:       logger,
-	})
+	resolver, err := dns.New(dns.Options{Server: cfg.DNS.Resolver})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	queue, err := smarthost.Open(cfg.smarthostConfig(logger, resolver))
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
@@ -163,17 +141,13 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			logger.Error("close spool", "event", "spool_error", "error", err.Error())
 		}
 	}()
-	tlsConf, err := gateway.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, cfg.Node.DataDir, cfg.Hostname, cfg.TLS.MinVersion)
+	tlsConf, err := cfg.TLS.tlsConfig(cfg.Node.DataDir, cfg.Hostname)
 	if err != nil {
 		return err
 	}
 	var scanner *clamav.Client
 	if cfg.ClamAV.Enabled {
-		scanner, err = clamav.New(clamav.Config{
-			Address:  cfg.ClamAV.Address,
-			Timeout:  cfg.ClamAV.Timeout.D(),
-			MaxConns: cfg.ClamAV.MaxConnections,
-		})
+		scanner, err = clamav.New(cfg.ClamAV.clientConfig())
 		if err != nil {
 			return fmt.Errorf("clamav: %w", err)
 		}
@@ -217,42 +191,16 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			go ms.Run(ctx, time.Minute)
 			store = ms
 		}
-		grey = greylist.New(greylist.Config{
-			Delay:           cfg.Greylist.Delay.D(),
-			RetryWindow:     cfg.Greylist.RetryWindow.D(),
-			Lifetime:        cfg.Greylist.Lifetime.D(),
-			NetmaskV4:       cfg.Greylist.NetmaskV4,
-			NetmaskV6:       cfg.Greylist.NetmaskV6,
-			AutoAllowAfter:  cfg.Greylist.AutoAllowAfter,
-			AllowNetworks:   cfg.greyAllowNets,
-			AllowSenders:    cfg.Greylist.AllowSenders,
-			AllowRecipients: cfg.Greylist.AllowRecipients,
-		}, store)
+		grey = greylist.New(cfg.Greylist.greylistConfig(), store)
 	}
-	gw := gateway.New(gateway.Config{
-		Hostname:         cfg.Hostname,
-		Domains:          cfg.Domains,
-		MyNetworks:       cfg.myNetworks,
-		TLS:              tlsConf,
-		MaxMessageBytes:  cfg.Limits.MaxMessageBytes,
-		MaxRecipients:    cfg.Limits.MaxRecipients,
-		MaxConnections:   cfg.Limits.MaxConnections,
-		PerIPConnections: cfg.Limits.PerIPConnections,
-		CommandTimeout:   cfg.Limits.CommandTimeout.D(),
-		DataTimeout:      cfg.Limits.DataTimeout.D(),
-		ConnLimitExempt:  cfg.connLimitExempt,
-		HardErrorLimit:   cfg.Limits.HardErrorLimit,
-		JunkCommandLimit: cfg.Limits.JunkCommandLimit,
-		Logger:           logger,
-	}, queue)
+	gw := gateway.New(cfg.gatewayConfig(tlsConf, logger), queue)
 	// The checks of each listener: the Internet's mail is greylisted and
 	// scanned; the backends' outgoing mail is scanned.
 	var body []filter.BodyCheck
 	var clamdHealth *clamav.Health
 	if scanner != nil {
 		clamdHealth = clamav.NewHealth(scanner, logger)
-		body = append(body, &clamav.Check{Client: scanner, Hostname: cfg.Hostname,
-			OnErrorAccept: cfg.ClamAV.OnError == "accept", Observe: clamdHealth.Observe, Logger: logger})
+		body = append(body, cfg.ClamAV.check(scanner, cfg.Hostname, clamdHealth.Observe, logger))
 	}
 	var inboundRcpt []filter.RcptCheck
 	if grey != nil {
@@ -285,9 +233,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	// Like Postfix's queue_minfree: room for one and a half messages of
 	// the largest size, else the node says it is not ready.
 	spoolMon := smarthost.NewSpoolMonitor(queue, uint64(cfg.Limits.MaxMessageBytes)*3/2)
-	httpMux := http.NewServeMux()
-	httpMux.Handle("/api/v1/cluster/", clusterAPI(cl, cfg.Admin.token, logger))
-	httpMux.Handle("/", gateway.HTTPHandler([]gateway.Check{
+	httpMux := gateway.NewAdminMux(cfg.Admin.token, []gateway.ReadinessProbe{
 		{Name: "smtp", Ready: func() error {
 			if !gw.Ready() {
 				return errors.New("listeners not serving")
@@ -306,7 +252,8 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			}
 			return spoolMon.Ready()
 		}},
-	}))
+	})
+	registerClusterAPI(httpMux, cl, logger)
 	httpSrv := gateway.NewHTTPServer(httpLn, httpMux, httpOpts)
 
 	qctx, qcancel := context.WithCancel(context.Background())

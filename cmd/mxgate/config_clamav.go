@@ -1,0 +1,61 @@
+package main
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/mxgate/mxgate/filter/clamav"
+)
+
+// clamav.on_error values.
+const (
+	onErrorTempfail = "tempfail" // answer 451 4.3.0
+	onErrorAccept   = "accept"   // deliver with a header saying it was not scanned
+)
+
+// ClamAVSection is the virus scanner every message goes through.
+type ClamAVSection struct {
+	Enabled        bool     `yaml:"enabled"`
+	Address        string   `yaml:"address"`
+	Timeout        Duration `yaml:"timeout"`
+	OnError        string   `yaml:"on_error"`
+	MaxConnections int      `yaml:"max_connections"`
+}
+
+func (s *ClamAVSection) setDefaults() {
+	*s = ClamAVSection{
+		Enabled:        true,
+		Address:        clamav.DefaultAddress,
+		Timeout:        Duration(clamav.DefaultTimeout),
+		OnError:        onErrorTempfail,
+		MaxConnections: clamav.DefaultMaxConns,
+	}
+}
+
+func (s *ClamAVSection) validate(failedKeys) ConfigErrors {
+	var errs ConfigErrors
+	if s.Enabled {
+		if _, _, err := clamav.ParseAddress(s.Address); err != nil {
+			errs.add("clamav.address", "%v", err)
+		}
+	}
+	if s.OnError != onErrorTempfail && s.OnError != onErrorAccept {
+		errs.add("clamav.on_error", "%q: want tempfail (answer 451 when a message cannot be scanned) or accept (deliver it with a header saying it was not scanned)", s.OnError)
+	}
+	if s.MaxConnections < 1 || s.MaxConnections > 1000 {
+		errs.add("clamav.max_connections", "%d: want 1 to 1000 (at most clamd's MaxThreads)", s.MaxConnections)
+	}
+	checkDuration(&errs, "clamav.timeout", s.Timeout, time.Second, time.Hour, "")
+	return errs
+}
+
+// clientConfig is the clamd client's configuration.
+func (s ClamAVSection) clientConfig() clamav.Config {
+	return clamav.Config{Address: s.Address, Timeout: s.Timeout.D(), MaxConns: s.MaxConnections}
+}
+
+// check is the scan as a body check through client; hostname is named in
+// X-Virus-Scanned, observe is told every scan's outcome.
+func (s ClamAVSection) check(client *clamav.Client, hostname string, observe func(error), logger *slog.Logger) *clamav.Check {
+	return &clamav.Check{Client: client, Hostname: hostname, OnErrorAccept: s.OnError == onErrorAccept, Observe: observe, Logger: logger}
+}

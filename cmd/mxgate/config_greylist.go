@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/mxgate/mxgate/greylist"
+)
+
+// GreylistSection is the triplet policy applied at RCPT on the inbound
+// listener.
+type GreylistSection struct {
+	Enabled         bool     `yaml:"enabled"`
+	Delay           Duration `yaml:"delay"`
+	RetryWindow     Duration `yaml:"retry_window"`
+	Lifetime        Duration `yaml:"lifetime"`
+	NetmaskV4       int      `yaml:"netmask_v4"`
+	NetmaskV6       int      `yaml:"netmask_v6"`
+	AutoAllowAfter  int      `yaml:"auto_allow_after"`
+	AllowNetworks   []string `yaml:"allow_networks"`
+	AllowSenders    []string `yaml:"allow_senders"`
+	AllowRecipients []string `yaml:"allow_recipients"`
+
+	allowNets []netip.Prefix // AllowNetworks parsed by validate
+}
+
+func (s *GreylistSection) setDefaults() {
+	d := greylist.DefaultConfig()
+	*s = GreylistSection{
+		Enabled:        true,
+		Delay:          Duration(d.Delay),
+		RetryWindow:    Duration(d.RetryWindow),
+		Lifetime:       Duration(d.Lifetime),
+		NetmaskV4:      d.NetmaskV4,
+		NetmaskV6:      d.NetmaskV6,
+		AutoAllowAfter: d.AutoAllowAfter,
+	}
+}
+
+// validate also parses AllowNetworks.
+func (s *GreylistSection) validate(failed failedKeys) ConfigErrors {
+	var errs ConfigErrors
+	checkDuration(&errs, "greylist.delay", s.Delay, time.Second, oneDay, "")
+	checkDuration(&errs, "greylist.retry_window", s.RetryWindow, time.Second, 30*oneDay, "")
+	checkDuration(&errs, "greylist.lifetime", s.Lifetime, time.Hour, 365*oneDay, "")
+	if s.RetryWindow.D() <= s.Delay.D() && failed.decoded("greylist.delay", "greylist.retry_window") {
+		errs.add("greylist.retry_window", "%v must be longer than greylist.delay (%v)", s.RetryWindow.D(), s.Delay.D())
+	}
+	if s.NetmaskV4 < 8 || s.NetmaskV4 > 32 {
+		errs.add("greylist.netmask_v4", "%d: want 8 to 32", s.NetmaskV4)
+	}
+	if s.NetmaskV6 < 16 || s.NetmaskV6 > 128 {
+		errs.add("greylist.netmask_v6", "%d: want 16 to 128", s.NetmaskV6)
+	}
+	if s.AutoAllowAfter < 0 {
+		errs.add("greylist.auto_allow_after", "must be 0 (off) or more")
+	}
+	s.allowNets = nil
+	for i, n := range s.AllowNetworks {
+		p, err := parsePrefix(n)
+		if err != nil {
+			errs.add(fmt.Sprintf("greylist.allow_networks[%d]", i), "%v", err)
+			continue
+		}
+		s.allowNets = append(s.allowNets, p)
+	}
+	for key, list := range map[string][]string{"greylist.allow_senders": s.AllowSenders, "greylist.allow_recipients": s.AllowRecipients} {
+		for i, a := range list {
+			if !validAllowEntry(a) {
+				errs.add(fmt.Sprintf("%s[%d]", key, i), "%q: want user@domain or domain", a)
+			}
+		}
+	}
+	return errs
+}
+
+// validAllowEntry accepts "user@domain" and "domain".
+func validAllowEntry(a string) bool {
+	dom := a
+	if at := strings.LastIndexByte(a, '@'); at >= 0 {
+		if at == 0 {
+			return false
+		}
+		dom = a[at+1:]
+	}
+	return validDomain(dom)
+}
+
+// greylistConfig is the greylister's configuration.
+func (s GreylistSection) greylistConfig() greylist.Config {
+	return greylist.Config{
+		Delay:           s.Delay.D(),
+		RetryWindow:     s.RetryWindow.D(),
+		Lifetime:        s.Lifetime.D(),
+		NetmaskV4:       s.NetmaskV4,
+		NetmaskV6:       s.NetmaskV6,
+		AutoAllowAfter:  s.AutoAllowAfter,
+		AllowNetworks:   s.allowNets,
+		AllowSenders:    s.AllowSenders,
+		AllowRecipients: s.AllowRecipients,
+	}
+}
