@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/dns"
 )
 
 // Config configures a Queue. Zero values take the documented defaults.
@@ -29,9 +31,11 @@ type Config struct {
 	Transports map[string]string
 	// OutboundPort is the port of remote MX hosts (default 25).
 	OutboundPort int
-	// Resolver is the "host:port" DNS server for MX lookups; "" uses the
-	// servers of /etc/resolv.conf.
-	Resolver string
+	// Resolver answers the MX and address lookups of MX routing: the
+	// node's one internal/dns client, built from dns.resolver (README
+	// "Configuration"). Nil: a client of its own for the nameserver of
+	// /etc/resolv.conf.
+	Resolver dns.Resolver
 	// Lifetime is the queue lifetime: recipients still pending after it
 	// bounce (default 5 days).
 	Lifetime time.Duration
@@ -57,8 +61,6 @@ type Config struct {
 	// IdleTimeout closes pooled SMTP connections unused for that long
 	// (default 30s).
 	IdleTimeout time.Duration
-	// DNS overrides MX and address lookups (tests); nil uses Resolver.
-	DNS DNSResolver
 }
 
 const (

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/dns"
 	"github.com/mxgate/mxgate/internal/smtptest"
 	"github.com/mxgate/mxgate/internal/wait"
 )
@@ -103,7 +104,7 @@ func testConfig(t *testing.T, backends ...*smtptest.Server) Config {
 		Logger:         slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		BackendDownMin: 50 * time.Millisecond,
 		BackendDownMax: 200 * time.Millisecond,
-		DNS:            failingDNS{},
+		Resolver:       failingDNS{},
 	}
 	for _, b := range backends {
 		cfg.Backends = append(cfg.Backends, b.Addr())
@@ -111,15 +112,15 @@ func testConfig(t *testing.T, backends ...*smtptest.Server) Config {
 	return cfg
 }
 
-// failingDNS makes any MX lookup fail: tests route through backends and
-// transports only, unless they install a fakeDNS.
-type failingDNS struct{}
+// failingDNS makes any MX or address lookup fail: tests route through
+// backends and transports only, unless they install a dns.Mock.
+type failingDNS struct{ dns.Mock }
 
-func (failingDNS) LookupMX(context.Context, string) ([]*net.MX, error) {
-	return nil, errors.New("no DNS in tests")
+func (failingDNS) MX(context.Context, string) ([]dns.MX, dns.Result, error) {
+	return nil, dns.Result{}, errors.New("no DNS in tests")
 }
-func (failingDNS) LookupAddr(context.Context, string) ([]netip.Addr, error) {
-	return nil, errors.New("no DNS in tests")
+func (failingDNS) IP(context.Context, string) ([]netip.Addr, dns.Result, error) {
+	return nil, dns.Result{}, errors.New("no DNS in tests")
 }
 
 func openQueue(t *testing.T, cfg Config) *Queue {

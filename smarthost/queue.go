@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/dns"
 )
 
 // Queue is the spool and its delivery runner.
@@ -102,11 +104,11 @@ func Open(cfg Config) (*Queue, error) {
 		_ = q.Close()
 		return nil, fmt.Errorf("recover spool %s: %w", cfg.Dir, err)
 	}
-	resolver := cfg.DNS
+	resolver := cfg.Resolver
 	if resolver == nil {
-		if resolver, err = newDNSResolver(cfg.Resolver); err != nil {
+		if resolver, err = dns.New(dns.Options{}); err != nil {
 			_ = q.Close()
-			return nil, err
+			return nil, fmt.Errorf("smarthost: %w", err)
 		}
 	}
 	q.router = newRouter(cfg, resolver)

@@ -1,13 +1,12 @@
 package smarthost
 
 import (
-	"context"
 	"errors"
-	"net"
-	"net/netip"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/dns"
 )
 
 func TestParseTransport(t *testing.T) {
@@ -40,64 +39,6 @@ func TestParseTransport(t *testing.T) {
 	}
 }
 
-type fakeDNS struct {
-	mx   map[string][]*net.MX
-	addr map[string][]netip.Addr
-	nx   map[string]bool
-}
-
-func (f fakeDNS) LookupMX(_ context.Context, d string) ([]*net.MX, error) {
-	if f.nx[d] {
-		return nil, ErrNXDomain
-	}
-	return f.mx[d], nil
-}
-
-func (f fakeDNS) LookupAddr(_ context.Context, h string) ([]netip.Addr, error) {
-	if f.nx[h] {
-		return nil, ErrNXDomain
-	}
-	return f.addr[h], nil
-}
-
-func TestMXHops(t *testing.T) {
-	res := fakeDNS{
-		mx: map[string][]*net.MX{
-			"multi.test": {{Host: "b.multi.test.", Pref: 20}, {Host: "a.multi.test.", Pref: 10}},
-			"null.test":  {{Host: ".", Pref: 0}},
-		},
-		addr: map[string][]netip.Addr{
-			"a.multi.test": {netip.MustParseAddr("192.0.2.1")},
-			"b.multi.test": {netip.MustParseAddr("192.0.2.2")},
-			"plain.test":   {netip.MustParseAddr("192.0.2.3")},
-		},
-		nx: map[string]bool{"gone.test": true},
-	}
-	r := &router{dns: res, port: 25}
-	ctx := context.Background()
-
-	hops, err := r.mxHops(ctx, "multi.test", 25)
-	if err != nil || len(hops) != 2 || hops[0].addr != "192.0.2.1:25" || hops[1].addr != "192.0.2.2:25" {
-		t.Fatalf("multi: %+v %v", hops, err)
-	}
-	// RFC 5321 §5.1: no MX, the domain itself is the implicit MX.
-	hops, err = r.mxHops(ctx, "plain.test", 2525)
-	if err != nil || len(hops) != 1 || hops[0].addr != "192.0.2.3:2525" {
-		t.Fatalf("implicit: %+v %v", hops, err)
-	}
-	var de *DeliveryError
-	// RFC 7505: null MX is a permanent failure with 5.1.10.
-	if _, err = r.mxHops(ctx, "null.test", 25); !errors.As(err, &de) || de.Temporary() || de.Status != "5.1.10" {
-		t.Fatalf("null MX: %v", err)
-	}
-	if _, err = r.mxHops(ctx, "gone.test", 25); !errors.As(err, &de) || de.Temporary() {
-		t.Fatalf("NXDOMAIN: %v", err)
-	}
-	if _, err = r.mxHops(ctx, "nothing.test", 25); !errors.As(err, &de) || de.Temporary() {
-		t.Fatalf("no MX, no address: %v", err)
-	}
-}
-
 func TestRoute(t *testing.T) {
 	cfg, err := Config{
 		Dir: "x", Hostname: "h", LocalDomains: []string{"Example.COM"},
@@ -106,7 +47,7 @@ func TestRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newRouter(cfg, fakeDNS{})
+	r := newRouter(cfg, dns.Mock{})
 	for rcpt, class := range map[string]string{
 		"a@example.com": destBackend, "b@EXAMPLE.com": destBackend,
 		"c@partner.test": destTransport, "d@elsewhere.test": destMX,
@@ -147,7 +88,7 @@ func TestTemporaryClassification(t *testing.T) {
 }
 
 func BenchmarkCommit4K(b *testing.B) {
-	q, err := Open(Config{Dir: b.TempDir(), Hostname: "h", DNS: fakeDNS{}})
+	q, err := Open(Config{Dir: b.TempDir(), Hostname: "h", Resolver: dns.Mock{}})
 	if err != nil {
 		b.Fatal(err)
 	}
