@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/filter/clamav/clamdtest"
+	"github.com/mxgate/mxgate/internal/logtest"
 	"github.com/mxgate/mxgate/internal/promscrape"
 	"github.com/mxgate/mxgate/internal/testport"
 	"github.com/mxgate/mxgate/internal/wait"
@@ -330,44 +328,17 @@ func (n *node) logTail(lines int) string {
 
 // logEvents parses the mail log; lines that are not JSON are skipped.
 func (n *node) logEvents() []map[string]any {
-	f, err := os.Open(n.logPath)
+	data, err := os.ReadFile(n.logPath)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var ev map[string]any
-		if json.Unmarshal(line, &ev) == nil {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return logtest.Parse(data)
 }
 
 // findEvents returns the log events with every given key=value (string
 // compared).
 func (n *node) findEvents(kv ...string) []map[string]any {
-	var out []map[string]any
-	for _, ev := range n.logEvents() {
-		match := true
-		for i := 0; i+1 < len(kv); i += 2 {
-			if fmt.Sprint(ev[kv[i]]) != kv[i+1] {
-				match = false
-				break
-			}
-		}
-		if match {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return logtest.Find(n.logEvents(), kv...)
 }
 
 // metrics fetches /metrics and returns sample lines keyed by

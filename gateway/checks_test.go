@@ -100,54 +100,50 @@ func delivered(t *testing.T, g *gatewaytest.Gateway, id string) []byte {
 	return data
 }
 
-func body(name string, fn func(context.Context, *filter.Body) filter.Result) gatewaytest.BodyFunc {
-	return gatewaytest.BodyFunc{Label: name, Fn: fn}
+func body(name string, fn func(context.Context, *filter.Body) filter.Result) gatewaytest.Check {
+	return gatewaytest.Check{Label: name, Body: fn}
 }
 
 func refuse(a filter.Action, code int, enh [3]int, text, reason string) filter.Result {
 	return filter.Result{Action: a, Reply: &filter.Reply{Code: code, Enhanced: enh, Text: text}, Reason: reason}
 }
 
-// TestBodyCheckRejects: a body check's reject is the reply to the end of
-// DATA, counted under its reason and logged with the queue id; the message
-// is gone from the spool and never delivered.
-func TestBodyCheckRejects(t *testing.T) {
-	g := gatewaytest.Start(t, gatewaytest.Options{Checks: filter.Config{Body: []filter.BodyCheck{
-		body("virus", func(context.Context, *filter.Body) filter.Result {
-			return refuse(filter.Reject, 554, [3]int{5, 7, 1}, "virus found: Eicar-Signature", "virus")
-		}),
-	}}})
-	grew := counted(t, "rejected", "virus")
-	err := send(t, client(t, g.Addr), "sender@example.org", []string{"user@" + gatewaytest.Domain}, "rejected")
-	wantReply(t, "end of DATA", err, 554, smtp.EnhancedCode{5, 7, 1}, "virus found: Eicar-Signature")
-	if d := grew(); d != 1 {
-		t.Errorf("mxgate_messages_total{rejected,virus} grew by %v, want 1", d)
+// TestBodyCheckRefuses: a body check's reject or tempfail is the reply to
+// the end of DATA, counted under its reason (the check's name when it
+// gives none) and logged with the queue id; the message is gone from the
+// spool and never delivered, so the client's retry is the only copy.
+func TestBodyCheckRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		check, reason, outcome string
+		result                 filter.Result
+		code                   int
+		enhanced               smtp.EnhancedCode
+		text                   string
+	}{
+		{"virus", "virus", "rejected", refuse(filter.Reject, 554, [3]int{5, 7, 1}, "virus found: Eicar-Signature", "virus"),
+			554, smtp.EnhancedCode{5, 7, 1}, "virus found: Eicar-Signature"},
+		{"flaky", "flaky", "tempfailed", refuse(filter.Tempfail, 451, [3]int{4, 7, 1}, "scanner busy, try again later", ""),
+			451, smtp.EnhancedCode{4, 7, 1}, "scanner busy, try again later"},
+	} {
+		t.Run(tc.outcome, func(t *testing.T) {
+			g := gatewaytest.Start(t, gatewaytest.Options{Checks: filter.Config{Body: []filter.BodyCheck{
+				body(tc.check, func(context.Context, *filter.Body) filter.Result { return tc.result }),
+			}}})
+			grew := counted(t, tc.outcome, tc.reason)
+			err := send(t, client(t, g.Addr), "sender@example.org", []string{"user@" + gatewaytest.Domain}, tc.outcome)
+			wantReply(t, "end of DATA", err, tc.code, tc.enhanced, tc.text)
+			if d := grew(); d != 1 {
+				t.Errorf("mxgate_messages_total{%s,%s} grew by %v, want 1", tc.outcome, tc.reason, d)
+			}
+			if evs := g.Events("event", "reject", "reason", tc.reason); len(evs) != 1 || evs[0]["queue_id"] == nil {
+				t.Errorf("reject lines %v, want one with the queue id", evs)
+			}
+			nothingSpooled(t, g)
+			if n := g.Backend.Count(); n != 0 {
+				t.Errorf("the backend got %d messages", n)
+			}
+		})
 	}
-	if evs := g.Events("event", "reject", "reason", "virus"); len(evs) != 1 || evs[0]["queue_id"] == nil {
-		t.Errorf("reject lines %v, want one with the queue id", evs)
-	}
-	nothingSpooled(t, g)
-	if n := g.Backend.Count(); n != 0 {
-		t.Errorf("the backend got %d messages", n)
-	}
-}
-
-// TestBodyCheckTempfails: a tempfail is a 4xx at the end of DATA, counted
-// as tempfailed under the check's name when it gives no reason; nothing is
-// spooled, so the client's retry is the only copy.
-func TestBodyCheckTempfails(t *testing.T) {
-	g := gatewaytest.Start(t, gatewaytest.Options{Checks: filter.Config{Body: []filter.BodyCheck{
-		body("flaky", func(context.Context, *filter.Body) filter.Result {
-			return refuse(filter.Tempfail, 451, [3]int{4, 7, 1}, "scanner busy, try again later", "")
-		}),
-	}}})
-	grew := counted(t, "tempfailed", "flaky")
-	err := send(t, client(t, g.Addr), "sender@example.org", []string{"user@" + gatewaytest.Domain}, "tempfailed")
-	wantReply(t, "end of DATA", err, 451, smtp.EnhancedCode{4, 7, 1}, "scanner busy, try again later")
-	if d := grew(); d != 1 {
-		t.Errorf("mxgate_messages_total{tempfailed,flaky} grew by %v, want 1", d)
-	}
-	nothingSpooled(t, g)
 }
 
 // TestBodyChecksTagAndAddHeaders: a tagged message is accepted; the checks'
@@ -251,7 +247,7 @@ func TestDeferredRecipientDecidedAtData(t *testing.T) {
 	var calls []string
 	grey := "grey@" + gatewaytest.Domain
 	g := gatewaytest.Start(t, gatewaytest.Options{Checks: filter.Config{Rcpt: []filter.RcptCheck{
-		gatewaytest.RcptFunc{Label: "bounces", Fn: func(_ context.Context, r *filter.Recipient) filter.Result {
+		gatewaytest.Check{Label: "bounces", Rcpt: func(_ context.Context, r *filter.Recipient) filter.Result {
 			mu.Lock()
 			calls = append(calls, fmt.Sprintf("%s at_data=%v", r.Rcpt, r.AtData))
 			mu.Unlock()
@@ -298,7 +294,7 @@ func TestDeferredRecipientDecidedAtData(t *testing.T) {
 func TestRcptCheckRefusesOneRecipient(t *testing.T) {
 	blocked := "blocked@" + gatewaytest.Domain
 	g := gatewaytest.Start(t, gatewaytest.Options{Checks: filter.Config{Rcpt: []filter.RcptCheck{
-		gatewaytest.RcptFunc{Label: "rcptlist", Fn: func(_ context.Context, r *filter.Recipient) filter.Result {
+		gatewaytest.Check{Label: "rcptlist", Rcpt: func(_ context.Context, r *filter.Recipient) filter.Result {
 			if r.Rcpt == blocked {
 				return refuse(filter.Reject, 550, [3]int{5, 1, 1}, "no such user", "unknown_user")
 			}
@@ -339,13 +335,13 @@ func TestRcptCheckRefusesOneRecipient(t *testing.T) {
 // MAIL; a connection check's reject is the reply to EHLO. Both are counted.
 func TestSenderAndConnChecksRefuse(t *testing.T) {
 	g := gatewaytest.Start(t, gatewaytest.Options{Checks: filter.Config{
-		Sender: []filter.SenderCheck{gatewaytest.SenderFunc{Label: "senderlist", Fn: func(_ context.Context, s *filter.Sender) filter.Result {
+		Sender: []filter.SenderCheck{gatewaytest.Check{Label: "senderlist", Sender: func(_ context.Context, s *filter.Sender) filter.Result {
 			if s.From == "spammer@example.org" {
 				return refuse(filter.Tempfail, 450, [3]int{4, 7, 1}, "sender deferred", "sender_deferred")
 			}
 			return filter.Result{}
 		}}},
-		Conn: []filter.ConnCheck{gatewaytest.ConnFunc{Label: "helolist", Fn: func(_ context.Context, c *filter.Conn) filter.Result {
+		Conn: []filter.ConnCheck{gatewaytest.Check{Label: "helolist", Conn: func(_ context.Context, c *filter.Conn) filter.Result {
 			if c.Helo == "bad.example.org" {
 				return refuse(filter.Reject, 554, [3]int{5, 7, 1}, "go away", "bad_helo")
 			}

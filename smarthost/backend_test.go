@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mxgate/mxgate/internal/logtest"
 	"github.com/mxgate/mxgate/internal/smtptest"
 	"github.com/mxgate/mxgate/internal/wait"
 )
@@ -168,7 +169,7 @@ func TestInFlightOutageCountsOnceAndRecoveryRetries(t *testing.T) {
 	cfg.Workers = 8
 	var dialer cutDialer
 	cfg.Dialer = dialer.dial
-	var logs logBuffer
+	var logs logtest.Buffer
 	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	q := openQueue(t, cfg)
 	clk := newFakeClock(time.Now())

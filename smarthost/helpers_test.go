@@ -1,7 +1,6 @@
 package smarthost
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -18,24 +17,6 @@ import (
 	"github.com/mxgate/mxgate/internal/smtptest"
 	"github.com/mxgate/mxgate/internal/wait"
 )
-
-// logBuffer collects the mail log for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // cutDialer is a Config.Dialer whose connections the test can cut all at
 // once, like a backend that goes away: cut closes every connection and

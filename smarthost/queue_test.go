@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mxgate/mxgate/internal/logtest"
 	"github.com/mxgate/mxgate/internal/smtptest"
 	"github.com/mxgate/mxgate/internal/wait"
 )
@@ -227,7 +228,7 @@ func TestPermanentFailureBouncesOneRecipient(t *testing.T) {
 	})
 	cfg := testConfig(t, backend)
 	cfg.Transports = map[string]string{"Sender.Test": "[127.0.0.1]:" + port(senderMX.Addr())}
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	q := openQueue(t, cfg)
 	runQueue(t, q)
@@ -360,7 +361,7 @@ func TestNullSenderNeverBounced(t *testing.T) {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	})
 	cfg := testConfig(t, backend)
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	q := openQueue(t, cfg)
 	runQueue(t, q)

@@ -14,14 +14,11 @@ package gatewaytest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +26,7 @@ import (
 
 	"github.com/mxgate/mxgate/filter"
 	"github.com/mxgate/mxgate/gateway"
+	"github.com/mxgate/mxgate/internal/logtest"
 	"github.com/mxgate/mxgate/internal/smtptest"
 	"github.com/mxgate/mxgate/internal/wait"
 	"github.com/mxgate/mxgate/smarthost"
@@ -67,13 +65,13 @@ type Gateway struct {
 	Backend  *smtptest.Server // where the queue delivers
 	SpoolDir string
 
-	log *syncBuffer
+	log *logtest.Buffer
 }
 
 // Start runs a gateway for the test; it is shut down when the test ends.
 func Start(t testing.TB, o Options) *Gateway {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	level := slog.LevelInfo
 	if o.LongRun {
 		level = slog.LevelError
@@ -177,24 +175,7 @@ func (g *Gateway) SpoolFiles(t testing.TB) []string {
 // Events returns the mail-log lines with every given key=value (values
 // compared as fmt.Sprint prints them).
 func (g *Gateway) Events(kv ...string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(g.log.String(), "\n") {
-		var ev map[string]any
-		if json.Unmarshal([]byte(line), &ev) != nil {
-			continue
-		}
-		match := true
-		for i := 0; i+1 < len(kv); i += 2 {
-			if fmt.Sprint(ev[kv[i]]) != kv[i+1] {
-				match = false
-				break
-			}
-		}
-		if match {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return logtest.Find(logtest.Parse(g.log.Bytes()), kv...)
 }
 
 // Counter returns the value of a counter or gauge of the process's default
@@ -272,64 +253,26 @@ func Names(fields []string) []string {
 	return out
 }
 
-// syncBuffer is the mail log, written by many sessions at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// Check is a test check made of functions: a test puts it in the stages
+// of filter.Config whose function it sets.
+type Check struct {
+	Label  string
+	Conn   func(context.Context, *filter.Conn) filter.Result
+	Sender func(context.Context, *filter.Sender) filter.Result
+	Rcpt   func(context.Context, *filter.Recipient) filter.Result
+	Body   func(context.Context, *filter.Body) filter.Result
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+func (c Check) Name() string { return c.Label }
+
+func (c Check) CheckConn(ctx context.Context, x *filter.Conn) filter.Result { return c.Conn(ctx, x) }
+
+func (c Check) CheckSender(ctx context.Context, x *filter.Sender) filter.Result {
+	return c.Sender(ctx, x)
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (c Check) CheckRcpt(ctx context.Context, x *filter.Recipient) filter.Result {
+	return c.Rcpt(ctx, x)
 }
 
-// BodyFunc is a body check made of a function.
-type BodyFunc struct {
-	Label string
-	Fn    func(context.Context, *filter.Body) filter.Result
-}
-
-func (c BodyFunc) Name() string { return c.Label }
-func (c BodyFunc) CheckBody(ctx context.Context, b *filter.Body) filter.Result {
-	return c.Fn(ctx, b)
-}
-
-// RcptFunc is a recipient check made of a function.
-type RcptFunc struct {
-	Label string
-	Fn    func(context.Context, *filter.Recipient) filter.Result
-}
-
-func (c RcptFunc) Name() string { return c.Label }
-func (c RcptFunc) CheckRcpt(ctx context.Context, r *filter.Recipient) filter.Result {
-	return c.Fn(ctx, r)
-}
-
-// SenderFunc is a sender check made of a function.
-type SenderFunc struct {
-	Label string
-	Fn    func(context.Context, *filter.Sender) filter.Result
-}
-
-func (c SenderFunc) Name() string { return c.Label }
-func (c SenderFunc) CheckSender(ctx context.Context, s *filter.Sender) filter.Result {
-	return c.Fn(ctx, s)
-}
-
-// ConnFunc is a connection check made of a function.
-type ConnFunc struct {
-	Label string
-	Fn    func(context.Context, *filter.Conn) filter.Result
-}
-
-func (c ConnFunc) Name() string { return c.Label }
-func (c ConnFunc) CheckConn(ctx context.Context, conn *filter.Conn) filter.Result {
-	return c.Fn(ctx, conn)
-}
+func (c Check) CheckBody(ctx context.Context, x *filter.Body) filter.Result { return c.Body(ctx, x) }
