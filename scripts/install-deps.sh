@@ -10,6 +10,8 @@
 #   clamd                     starts with testdata/clamav, answers PING,
 #                             finds EICAR (scripts/clamd-test.sh check)
 #   staticcheck               the linter of `make lint`
+#   redis-server              the Bayes store's tests; starts on a loopback
+#                             port and answers PING
 #   postgrey                  with --bench only: the greylisting peer of
 #                             `make bench`
 #
@@ -58,6 +60,7 @@ install_packages() {
   perl -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libio-socket-ssl-perl)
   { [ -n "$(sbin smtp-sink)" ] && [ -n "$(sbin smtp-source)" ]; } || need+=(postfix)
   { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
+  [ -n "$(sbin redis-server)" ] || need+=(redis-server)
   if [ "$bench" = 1 ] && [ -z "$(sbin postgrey)" ]; then
     need+=(postgrey)
   fi
@@ -177,6 +180,49 @@ check_clamd() {
   out="$("$here/clamd-test.sh" check 2>&1)" || fail "${out#clamd-test: }"
 }
 
+# check_redis: redis-server starts on a free loopback port with its data in
+# a temporary directory and answers PING.
+check_redis() {
+  local bin dir port pid try why reply
+  bin="$(sbin redis-server)"
+  [ -n "$bin" ] || fail "redis-server: not installed (Debian package redis-server)"
+  dir="$(mktemp -d /tmp/install-deps.XXXXXX)"
+  why="found no free loopback port"
+  for try in 1 2 3; do
+    port=$((20000 + RANDOM % 12000))
+    { exec 4<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null && { exec 4<&-; continue; }
+    "$bin" --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
+      --daemonize no --logfile "$dir/redis.log" >"$dir/redis.out" 2>&1 &
+    pid=$!
+    why=""
+    local deadline=$((SECONDS + 10))
+    until { exec 4<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        why="redis-server: does not run ($(head -n 1 "$dir/redis.out" "$dir/redis.log" 2>/dev/null | grep -v '^==>' | head -n 1))"
+        break
+      fi
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        why="redis-server: did not listen on 127.0.0.1:$port within 10s"
+        break
+      fi
+      sleep 0.1
+    done
+    if [ -z "$why" ]; then
+      printf 'PING\r\n' >&4
+      reply=""
+      IFS= read -r -t 5 reply <&4 || true
+      exec 4<&-
+      [ "${reply%$'\r'}" = "+PONG" ] || why="redis-server: did not answer PING on 127.0.0.1:$port (got '${reply%$'\r'}')"
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    [ "$why" = "" ] && break
+    case "$why" in *"does not run"*) break ;; esac
+  done
+  rm -rf "$dir"
+  [ -z "$why" ] || fail "$why"
+}
+
 check_postgrey() {
   local bin out
   bin="$(sbin postgrey)"
@@ -192,5 +238,6 @@ check_postfix_tools
 check_prometheus
 check_staticcheck
 check_clamd
+check_redis
 [ "$bench" = 0 ] || check_postgrey
-echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR)$([ "$bench" = 0 ] || echo ', postgrey')"
+echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR), redis-server (PING)$([ "$bench" = 0 ] || echo ', postgrey')"
