@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // fakeClamd is a clamd stand-in on a real listener: each connection is given
@@ -564,7 +566,7 @@ func TestPoolBound(t *testing.T) {
 	for range maxConns {
 		go scan()
 	}
-	waitFor(t, func() bool { return f.accepted.Load() == maxConns })
+	wait.For(t, 10*time.Second, "every connection accepted", func() bool { return f.accepted.Load() == maxConns })
 
 	// The next scan waits, then its context ends: no connection was made.
 	go scan()
@@ -723,19 +725,5 @@ func TestScanErrorText(t *testing.T) {
 	var tmp interface{ Temporary() bool }
 	if !errors.As(error(e), &tmp) || !tmp.Temporary() {
 		t.Error("not temporary")
-	}
-}
-
-// waitFor polls cond until it holds or 10 seconds pass.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		<-tick.C
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // TestClamdHealthLevels: what the clamd watcher logs for a sequence of
@@ -142,15 +144,10 @@ func TestHealthWaitsForClamd(t *testing.T) {
 		<-done
 	}()
 
+	// The log says what the watcher did when a wait fails.
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %s within 10s; log:\n%s", what, logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		wait.For(t, 10*time.Second, what, func() (bool, string) { return cond(), "log:\n" + logs.String() })
 	}
 	waitFor("clamd_waiting line", func() bool { return strings.Contains(logs.String(), `"event":"clamd_waiting"`) })
 	if err := srv.Ready(); err == nil {
