@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // The bbolt layout (data_dir/bayes.db):
@@ -37,7 +38,7 @@ type BoltStore struct {
 func OpenBolt(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open bayes store %s: locked by another process (a running mxgate?)", path)
 		}
 		return nil, fmt.Errorf("open bayes store %s: %w", path, err)
