@@ -11,7 +11,7 @@
 // caught (>= tag), F1 of spam at the tag threshold, and messages scored
 // per second.
 //
-//	go run ./e2e/spameval [-k 5] [-seed 1] [-models osb+headers,unigram]
+//	go run ./e2e/spameval [-k 5] [-seed 1] [-models unigram+headers,osb] [-heuristics] [-v]
 package main
 
 import (
@@ -33,6 +33,7 @@ import (
 
 	"github.com/mxgate/mxgate/filter"
 	"github.com/mxgate/mxgate/filter/bayes"
+	"github.com/mxgate/mxgate/filter/heuristics"
 )
 
 var (
@@ -44,6 +45,7 @@ var (
 	flagTag    = flag.Float64("tag", 5, "tag threshold")
 	flagQuar   = flag.Float64("quarantine", 8, "quarantine threshold")
 	flagReject = flag.Float64("reject", 15, "reject threshold")
+	flagHeur   = flag.Bool("heuristics", false, "add filter/heuristics' checks to the score")
 	flagV      = flag.Bool("v", false, "print each model's Bayes score histogram and the misjudged messages")
 )
 
@@ -65,9 +67,14 @@ var models = []model{
 	{"lr:osb+headers", "logistic regression on hashed single, header and OSB features", bayes.Features{Headers: true, Pairs: true}, bayes.Classifier{}, true},
 }
 
-// extraChecks are the body checks scored with Bayes (filter/heuristics
-// goes here once it has landed).
-func extraChecks() []filter.BodyCheck { return nil }
+// extraChecks are the body checks scored with Bayes: with -heuristics,
+// filter/heuristics' check.
+func extraChecks() []filter.BodyCheck {
+	if *flagHeur {
+		return []filter.BodyCheck{heuristics.Check{}, heuristics.GTUBECheck{}}
+	}
+	return nil
+}
 
 type sample struct {
 	name string
