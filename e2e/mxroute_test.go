@@ -15,21 +15,20 @@ import (
 )
 
 // dnsOutboundLine is a dns or outbound section; newNode writes neither.
-var dnsOutboundLine = regexp.MustCompile(`(?m)^(dns|outbound):`)
+var outboundLine = regexp.MustCompile(`(?m)^outbound:`)
 
-// setMXRouting points a node that is not started yet at resolver for its
-// MX lookups (dns.resolver) and makes it deliver to remote MX hosts on
-// port (outbound.port).
-func setMXRouting(t *testing.T, n *node, resolver, port string) {
+// setOutboundPort makes a node that is not started yet deliver to remote MX
+// hosts on port (outbound.port).
+func setOutboundPort(t *testing.T, n *node, port string) {
 	t.Helper()
 	data, err := os.ReadFile(n.configPath)
 	if err != nil {
 		t.Fatalf("e2e: read config: %v", err)
 	}
-	if dnsOutboundLine.Match(data) {
-		t.Fatalf("e2e: %s already has a dns or outbound section:\n%s", n.configPath, data)
+	if outboundLine.Match(data) {
+		t.Fatalf("e2e: %s already has an outbound section:\n%s", n.configPath, data)
 	}
-	data = fmt.Appendf(data, "dns: {resolver: %q}\noutbound: {port: %s}\n", resolver, port)
+	data = fmt.Appendf(data, "outbound: {port: %s}\n", port)
 	if err := os.WriteFile(n.configPath, data, 0o644); err != nil {
 		t.Fatalf("e2e: write config: %v", err)
 	}
@@ -62,8 +61,8 @@ func TestMXRouting(t *testing.T) {
 	srv := dnstest.Start(t, zone)
 	remote := smtptest.Start(t) // remote.e2e-mx.test's mail server
 	be := smtptest.Start(t)     // e2e.test's backend: the sender's bounces
-	n := newNode(t, nodeOptions{backends: []string{be.Addr()}, mynetworks: []string{"127.0.0.0/8"}})
-	setMXRouting(t, n, srv.Addr(), portOf(remote.Addr()))
+	n := newNode(t, nodeOptions{backends: []string{be.Addr()}, mynetworks: []string{"127.0.0.0/8"}, dns: srv.Addr()})
+	setOutboundPort(t, n, portOf(remote.Addr()))
 	n.start()
 
 	send := func(msgID string, rcpts ...string) {

@@ -7,8 +7,10 @@ import (
 
 // addedHeaders are the header fields mxgate may add above the message as
 // the client sent it, besides its Received header: the virus scanner's
-// verdict (README, "Virus scanning").
-var addedHeaders = map[string]bool{"x-virus-scanned": true}
+// verdict (README, "Virus scanning"), sender authentication's results and
+// the spam verdict (README, "Spam filtering").
+var addedHeaders = map[string]bool{"x-virus-scanned": true, "authentication-results": true,
+	"x-spam-flag": true, "x-spam-score": true, "x-spam-status": true}
 
 // splitReceived separates what mxgate adds at the top of a delivered
 // message (its Received header, folded with continuation lines starting

@@ -100,6 +100,16 @@ func bayesCommand(args []string, stdout, stderr io.Writer) int {
 // openBayesStore opens Redis when an address is given, else the bbolt file
 // in the data directory (from -data-dir, or the config's node.data_dir).
 func openBayesStore(configPath, redisAddr, dataDir string) (bayes.Store, string, error) {
+	var cfg *Config
+	if configPath != "" {
+		var err error
+		if cfg, err = LoadConfig(configPath); err != nil {
+			return nil, "", err
+		}
+		if redisAddr == "" {
+			redisAddr = cfg.Redis.Address
+		}
+	}
 	if redisAddr != "" {
 		s := bayes.OpenRedis(bayes.RedisOptions{Addr: redisAddr})
 		if err := s.Ping(context.Background()); err != nil {
@@ -108,11 +118,7 @@ func openBayesStore(configPath, redisAddr, dataDir string) (bayes.Store, string,
 		}
 		return s, "redis " + redisAddr, nil
 	}
-	if dataDir == "" && configPath != "" {
-		cfg, err := LoadConfig(configPath)
-		if err != nil {
-			return nil, "", err
-		}
+	if dataDir == "" && cfg != nil {
 		dataDir = cfg.Node.DataDir
 	}
 	if dataDir == "" {

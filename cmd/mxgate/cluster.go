@@ -212,11 +212,23 @@ type apiClient struct {
 }
 
 func (a apiClient) do(method, path string, out any) error {
+	return a.doBody(method, path, nil, out)
+}
+
+// doBody sends body (JSON) when not nil.
+func (a apiClient) doBody(method, path string, body []byte, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(a.base, "/")+path, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(a.base, "/")+path, rd)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
@@ -226,19 +238,19 @@ func (a apiClient) do(method, path string, out any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return fmt.Errorf("%s: %w", req.URL, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e apiError
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if json.Unmarshal(respBody, &e) == nil && e.Error != "" {
 			return errors.New(e.Error)
 		}
-		return fmt.Errorf("%s: %s: %s", req.URL, resp.Status, bytes.TrimSpace(body))
+		return fmt.Errorf("%s: %s: %s", req.URL, resp.Status, bytes.TrimSpace(respBody))
 	}
 	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
+		if err := json.Unmarshal(respBody, out); err != nil {
 			return fmt.Errorf("%s: %w", req.URL, err)
 		}
 	}

@@ -24,6 +24,10 @@ type Config struct {
 	Queue       QueueSection     `yaml:"queue"`
 	ClamAV      ClamAVSection    `yaml:"clamav"`
 	Greylist    GreylistSection  `yaml:"greylist"`
+	Spam        SpamSection      `yaml:"spam"`
+	DNSBL       DNSBLSection     `yaml:"dnsbl"`
+	Bayes       BayesSection     `yaml:"bayes"`
+	Redis       RedisSection     `yaml:"redis"`
 	DNS         DNSSection       `yaml:"dns"`
 	Outbound    OutboundSection  `yaml:"outbound"`
 	Cluster     ClusterSection   `yaml:"cluster"`
@@ -49,7 +53,7 @@ type section interface {
 // sections lists every section of the file.
 func (c *Config) sections() []section {
 	return []section{&c.Node, &c.Listen, &c.MailSection, &c.TLS, &c.Limits, &c.Queue, &c.ClamAV,
-		&c.Greylist, &c.DNS, &c.Outbound, &c.Cluster, &c.Admin, &c.Log}
+		&c.Greylist, &c.Spam, &c.DNSBL, &c.Bayes, &c.Redis, &c.DNS, &c.Outbound, &c.Cluster, &c.Admin, &c.Log}
 }
 
 func defaultConfig() *Config {

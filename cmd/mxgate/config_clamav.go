@@ -20,6 +20,9 @@ type ClamAVSection struct {
 	Timeout        Duration `yaml:"timeout"`
 	OnError        string   `yaml:"on_error"`
 	MaxConnections int      `yaml:"max_connections"`
+	// CacheTTL keeps verdicts by the message's SHA-256; 0s turns the
+	// cache off (benchmarks that repeat one body).
+	CacheTTL Duration `yaml:"cache_ttl"`
 }
 
 func (s *ClamAVSection) setDefaults() {
@@ -29,6 +32,7 @@ func (s *ClamAVSection) setDefaults() {
 		Timeout:        Duration(clamav.DefaultTimeout),
 		OnError:        onErrorTempfail,
 		MaxConnections: clamav.DefaultMaxConns,
+		CacheTTL:       Duration(clamav.DefaultCacheTTL),
 	}
 }
 
@@ -46,6 +50,7 @@ func (s *ClamAVSection) validate(failedKeys) ConfigErrors {
 		errs.add("clamav.max_connections", "%d: want 1 to 1000 (at most clamd's MaxThreads)", s.MaxConnections)
 	}
 	checkDuration(&errs, "clamav.timeout", s.Timeout, time.Second, time.Hour, "")
+	checkDuration(&errs, "clamav.cache_ttl", s.CacheTTL, 0, 30*oneDay, " (0s: off)")
 	return errs
 }
 
@@ -57,5 +62,9 @@ func (s ClamAVSection) clientConfig() clamav.Config {
 // check is the scan as a body check through client; hostname is named in
 // X-Virus-Scanned, observe is told every scan's outcome.
 func (s ClamAVSection) check(client *clamav.Client, hostname string, observe func(error), logger *slog.Logger) *clamav.Check {
-	return &clamav.Check{Client: client, Hostname: hostname, OnErrorAccept: s.OnError == onErrorAccept, Observe: observe, Logger: logger}
+	c := &clamav.Check{Client: client, Hostname: hostname, OnErrorAccept: s.OnError == onErrorAccept, Observe: observe, Logger: logger}
+	if s.CacheTTL > 0 {
+		c.Cache, c.CacheTTL = clamav.NewMemoryCache(0, nil), s.CacheTTL.D()
+	}
+	return c
 }

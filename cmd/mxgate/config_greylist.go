@@ -12,7 +12,10 @@ import (
 // GreylistSection is the triplet policy applied at RCPT on the inbound
 // listener.
 type GreylistSection struct {
-	Enabled         bool     `yaml:"enabled"`
+	Enabled bool `yaml:"enabled"`
+	// Mode is rcpt (every new triplet, at RCPT) or score (only mail
+	// whose spam score reaches spam.greylist, at the end of DATA).
+	Mode            string   `yaml:"mode"`
 	Delay           Duration `yaml:"delay"`
 	RetryWindow     Duration `yaml:"retry_window"`
 	Lifetime        Duration `yaml:"lifetime"`
@@ -30,6 +33,7 @@ func (s *GreylistSection) setDefaults() {
 	d := greylist.DefaultConfig()
 	*s = GreylistSection{
 		Enabled:        true,
+		Mode:           greylistModeRcpt,
 		Delay:          Duration(d.Delay),
 		RetryWindow:    Duration(d.RetryWindow),
 		Lifetime:       Duration(d.Lifetime),
@@ -42,6 +46,9 @@ func (s *GreylistSection) setDefaults() {
 // validate also parses AllowNetworks.
 func (s *GreylistSection) validate(failed failedKeys) ConfigErrors {
 	var errs ConfigErrors
+	if s.Mode != greylistModeRcpt && s.Mode != greylistModeScore {
+		errs.add("greylist.mode", "%q: want rcpt (every new triplet) or score (mail reaching spam.greylist)", s.Mode)
+	}
 	checkDuration(&errs, "greylist.delay", s.Delay, time.Second, oneDay, "")
 	checkDuration(&errs, "greylist.retry_window", s.RetryWindow, time.Second, 30*oneDay, "")
 	checkDuration(&errs, "greylist.lifetime", s.Lifetime, time.Hour, 365*oneDay, "")
@@ -75,6 +82,12 @@ func (s *GreylistSection) validate(failed failedKeys) ConfigErrors {
 	}
 	return errs
 }
+
+// greylist.mode values.
+const (
+	greylistModeRcpt  = "rcpt"
+	greylistModeScore = "score"
+)
 
 // validAllowEntry accepts "user@domain" and "domain".
 func validAllowEntry(a string) bool {

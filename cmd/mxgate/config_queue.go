@@ -46,6 +46,8 @@ func (s *QueueSection) validate(failed failedKeys) ConfigErrors {
 // DNSSection selects the resolver used for MX lookups.
 type DNSSection struct {
 	Resolver string `yaml:"resolver"`
+	// DNSSEC asks the resolver to validate and reports its AD bit.
+	DNSSEC bool `yaml:"dnssec"`
 }
 
 func (s *DNSSection) setDefaults() {}

@@ -242,6 +242,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	isStruct := v.Kind() == reflect.Struct && !reflect.PointerTo(v.Type()).Implements(unmarshalerType)
+	if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct && n.Kind == yaml.SequenceNode {
+		// A list of mappings (dnsbl zones): each is decoded as strictly
+		// as a section, its problems named key[i].field.
+		out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			d.decode(item, out.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(out)
+		return
+	}
 	if !isStruct {
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 			return // "key:" with no value keeps the default

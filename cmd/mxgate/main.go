@@ -19,6 +19,7 @@ import (
 
 	"github.com/mxgate/mxgate/cluster"
 	"github.com/mxgate/mxgate/filter"
+	"github.com/mxgate/mxgate/filter/bayes"
 	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/greylist"
@@ -43,6 +44,9 @@ const usage = `mxgate: a clustered spam and virus filtering mail gateway
 Usage:
   mxgate serve -config FILE          run a node
   mxgate check-config -config FILE   validate a configuration file; one line per problem
+  mxgate lists ls|add|rm              the allow and block lists, through a node's HTTP API
+  mxgate bayes train -config FILE --ham DIR --spam DIR
+                                     teach Bayes from maildirs, mboxes or folders of messages
   mxgate cluster members|status|remove|tls-init
                                      the cluster, through a node's HTTP API (see mxgate cluster help)
   mxgate version                     print the version
@@ -64,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "cluster":
 		return cmdCluster(args[1:], stdout, stderr)
+	case "lists":
+		return cmdLists(args[1:], stdout, stderr)
+	case "bayes":
+		return bayesCommand(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "mxgate", version)
 		return 0
@@ -127,7 +135,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	resolver, err := dns.New(dns.Options{Server: cfg.DNS.Resolver})
+	resolver, err := dns.New(dns.Options{Server: cfg.DNS.Resolver, DNSSEC: cfg.DNS.DNSSEC})
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
@@ -193,28 +201,34 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		}
 		grey = greylist.New(cfg.Greylist.greylistConfig(), store)
 	}
+	listStore, err := openLists(cfg, cl)
+	if err != nil {
+		return err
+	}
 	gw := gateway.New(cfg.gatewayConfig(tlsConf, logger), queue)
-	// The checks of each listener: the Internet's mail is greylisted and
-	// scanned; the backends' outgoing mail is scanned.
-	var body []filter.BodyCheck
 	var clamdHealth *clamav.Health
 	if scanner != nil {
 		clamdHealth = clamav.NewHealth(scanner, logger)
-		body = append(body, cfg.ClamAV.check(scanner, cfg.Hostname, clamdHealth.Observe, logger))
 	}
-	var inboundRcpt []filter.RcptCheck
-	if grey != nil {
-		inboundRcpt = append(inboundRcpt, &greylist.Check{Greylister: grey, Logger: logger})
+	var extra []filter.BodyCheck
+	if cfg.Spam.Enabled && cfg.Bayes.Enabled {
+		store, where, err := cfg.openBayes()
+		if err != nil {
+			return fmt.Errorf("bayes: %w", err)
+		}
+		defer store.Close()
+		logger.Info("bayes store", "event", "config", "store", where, "min_learns", cfg.Bayes.MinLearns)
+		extra = append(extra, &bayes.Check{Store: store, Features: bayes.DefaultFeatures, MinLearns: int64(cfg.Bayes.MinLearns), Logger: logger})
+	}
+	inbound, relay, err := cfg.policies(checkDeps{resolver: resolver, scanner: scanner, health: clamdHealth, grey: grey,
+		lists: listStore, extra: extra, logger: logger})
+	if err != nil {
+		return err
 	}
 	for _, l := range []struct {
 		addr   string
 		policy gateway.Policy
-	}{
-		{cfg.Listen.Inbound, gateway.Policy{Name: gateway.ListenerInbound, Relay: gateway.RelayTrusted,
-			Pipeline: filter.New(filter.Config{Rcpt: inboundRcpt, Body: body, Logger: logger})}},
-		{cfg.Listen.Relay, gateway.Policy{Name: gateway.ListenerRelay, OnlyMyNetworks: true, Relay: gateway.RelayTrusted,
-			Pipeline: filter.New(filter.Config{Body: body, Logger: logger})}},
-	} {
+	}{{cfg.Listen.Inbound, inbound}, {cfg.Listen.Relay, relay}} {
 		if l.addr == "" {
 			continue
 		}
@@ -254,6 +268,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		}},
 	})
 	registerClusterAPI(httpMux, cl, logger)
+	registerListsAPI(httpMux, listStore, logger)
 	httpSrv := gateway.NewHTTPServer(httpLn, httpMux, httpOpts)
 
 	qctx, qcancel := context.WithCancel(context.Background())
