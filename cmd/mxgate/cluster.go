@@ -151,8 +151,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("cluster "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "/etc/mxgate/mxgate.yaml", "the node's configuration: its listen.http and admin.token_file are used")
-	base := fs.String("http", "", "the node's HTTP API, e.g. http://127.0.0.1:8025 (instead of -config)")
+	target := apiFlags(fs)
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
@@ -164,17 +163,11 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, clusterUsage)
 		return 2
 	}
-	api := apiClient{base: *base}
-	if api.base == "" {
-		cfg, err := LoadConfig(*cfgPath)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		api.base = "http://" + dialable(cfg.Listen.HTTP)
-		api.token = cfg.Admin.token
+	api, err := target.client()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
-	var err error
 	switch sub {
 	case "members":
 		err = printMembers(api, stdout)
@@ -209,6 +202,35 @@ func dialable(listen string) string {
 
 type apiClient struct {
 	base, token string
+}
+
+// apiTarget is how an admin subcommand finds the node: -http, or the
+// listen.http and admin.token_file of -config.
+type apiTarget struct {
+	config, http *string
+}
+
+// apiFlags adds -config and -http to fs.
+func apiFlags(fs *flag.FlagSet) apiTarget {
+	return apiTarget{
+		config: fs.String("config", "/etc/mxgate/mxgate.yaml", "the node's configuration: its listen.http and admin.token_file are used"),
+		http:   fs.String("http", "", "the node's HTTP API, e.g. http://127.0.0.1:8025 (instead of -config)"),
+	}
+}
+
+// client is the API client of the node the flags name.
+func (t apiTarget) client() (apiClient, error) {
+	api := apiClient{base: *t.http}
+	if api.base != "" {
+		return api, nil
+	}
+	cfg, err := LoadConfig(*t.config)
+	if err != nil {
+		return api, err
+	}
+	api.base = "http://" + dialable(cfg.Listen.HTTP)
+	api.token = cfg.Admin.token
+	return api, nil
 }
 
 func (a apiClient) do(method, path string, out any) error {

@@ -134,8 +134,7 @@ func cmdLists(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("lists "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "/etc/mxgate/mxgate.yaml", "the node's configuration: its listen.http and admin.token_file are used")
-	base := fs.String("http", "", "the node's HTTP API, e.g. http://127.0.0.1:8025 (instead of -config)")
+	target := apiFlags(fs)
 	comment := fs.String("comment", "", "why the entry is there (add)")
 	if err := fs.Parse(rest); err != nil {
 		return 2
@@ -144,17 +143,11 @@ func cmdLists(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, listsUsage)
 		return 2
 	}
-	api := apiClient{base: *base}
-	if api.base == "" {
-		cfg, err := LoadConfig(*cfgPath)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		api.base = "http://" + dialable(cfg.Listen.HTTP)
-		api.token = cfg.Admin.token
+	api, err := target.client()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
-	var err error
 	switch sub {
 	case "ls":
 		var resp struct {
