@@ -20,8 +20,9 @@ type ClamAVSection struct {
 	Timeout        Duration `yaml:"timeout"`
 	OnError        string   `yaml:"on_error"`
 	MaxConnections int      `yaml:"max_connections"`
-	// CacheTTL keeps verdicts by the message's SHA-256; 0s turns the
-	// cache off (benchmarks that repeat one body).
+	// CacheTTL keeps verdicts by the message's SHA-256 (in Redis when
+	// redis.address is set, else in memory); 0s turns the cache off
+	// (benchmarks that repeat one body).
 	CacheTTL Duration `yaml:"cache_ttl"`
 }
 
@@ -67,4 +68,14 @@ func (s ClamAVSection) check(client *clamav.Client, hostname string, observe fun
 		c.Cache, c.CacheTTL = clamav.NewMemoryCache(0, nil), s.CacheTTL.D()
 	}
 	return c
+}
+
+// clamavCheck is the scan of the node's listeners: its verdict cache is in
+// Redis when redis.address is set (shared by every node), else in memory.
+func (c *Config) clamavCheck(client *clamav.Client, observe func(error), logger *slog.Logger) *clamav.Check {
+	ch := c.ClamAV.check(client, c.Hostname, observe, logger)
+	if ch.Cache != nil && c.Redis.Address != "" {
+		ch.Cache = clamav.NewRedisCache(clamav.RedisCacheOptions{Addr: c.Redis.Address})
+	}
+	return ch
 }

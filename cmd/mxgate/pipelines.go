@@ -32,7 +32,7 @@ type checkDeps struct {
 func (c *Config) policies(d checkDeps) (inbound, relay gateway.Policy, err error) {
 	var virus []filter.BodyCheck
 	if d.scanner != nil {
-		virus = append(virus, c.ClamAV.check(d.scanner, c.Hostname, d.health.Observe, d.logger))
+		virus = append(virus, c.clamavCheck(d.scanner, d.health.Observe, d.logger))
 	}
 	listCheck := &lists.Check{Store: d.lists, Logger: d.logger}
 	in := filter.Config{Sender: []filter.SenderCheck{listCheck}, Logger: d.logger}
