@@ -90,6 +90,11 @@ type guardConn struct {
 	// at go-smtp's reply to it (354 starts the body).
 	afterData bool
 	needHelo  bool // after STARTTLS, until EHLO or HELO
+	// inTx: a MAIL was handed over and its transaction has not ended
+	// (RSET, EHLO, the end of DATA or BDAT LAST). STARTTLS is refused
+	// then, as Postfix does: a BDAT transfer in flight would otherwise
+	// switch connections under it.
+	inTx bool
 	lastReply int  // code of the last complete reply written
 
 	wbuf    []byte // reply bytes written, not yet a complete line
@@ -253,7 +258,7 @@ func (g *guardConn) frame() error {
 			}
 			g.take(i)
 			if end {
-				g.mode = modeCommand
+				g.mode, g.inTx = modeCommand, false
 			}
 		default:
 			nl := bytes.IndexByte(g.rbuf, '\n')
@@ -354,10 +359,11 @@ func (g *guardConn) command(line string, n int, idle bool) (stop bool, err error
 			// Alone, so that the next reply written is its own.
 			return true, nil
 		}
-		g.needHelo = false
+		g.needHelo, g.inTx = false, false
 		g.ehlo = verb == "EHLO"
 		g.tlsCaps = false
 	case "MAIL":
+		g.inTx = true
 		if g.needHelo {
 			return special(func() { g.reply(reply(reasonNeedHelo, "")) })
 		}
@@ -365,6 +371,9 @@ func (g *guardConn) command(line string, n int, idle bool) (stop bool, err error
 			return special(func() { g.refuse(r, fmt.Sprintf("%d bytes at most", g.srv.cfg.MaxMessageBytes)) })
 		}
 	case "NOOP", "RSET", "VRFY", "HELP", "ETRN", "EXPN":
+		if verb == "RSET" {
+			g.inTx = false
+		}
 		if lim := g.srv.cfg.JunkCommandLimit; lim > 0 && g.junk >= lim {
 			return special(func() { g.refuse(reasonTooManyJunk, "") })
 		}
@@ -380,6 +389,9 @@ func (g *guardConn) command(line string, n int, idle bool) (stop bool, err error
 	case "BDAT":
 		if size, ok := bdatSize(line); ok {
 			g.take(n)
+			if strings.HasSuffix(strings.ToUpper(strings.TrimSpace(line)), "LAST") {
+				g.inTx = false
+			}
 			if size > 0 {
 				g.mode, g.chunkLeft = modeChunk, size
 			}
@@ -436,6 +448,10 @@ func (g *guardConn) mailSize(line string) reason {
 func (g *guardConn) startTLS(line string) {
 	if g.TLSState() != nil {
 		g.reply(reply(reasonTLSActive, ""))
+		return
+	}
+	if g.inTx {
+		g.reply(reply(reasonTxInProgress, ""))
 		return
 	}
 	if strings.TrimSpace(line[8:]) != "" {

@@ -37,6 +37,7 @@ const (
 	reasonTooManyJunk       reason = "too_many_junk_commands"
 	reasonNeedHelo          reason = "need_helo"
 	reasonTLSActive         reason = "tls_active"
+	reasonTxInProgress      reason = "transaction_in_progress"
 	reasonSyntax            reason = "syntax"
 )
 
@@ -62,6 +63,8 @@ func reply(r reason, detail string) *smtp.SMTPError {
 		return e(503, 5, 5, 1, "nested MAIL command")
 	case reasonNeedHelo:
 		return e(503, 5, 5, 1, "send EHLO first")
+	case reasonTxInProgress:
+		return e(503, 5, 5, 1, "MAIL transaction in progress")
 	case reasonTLSActive:
 		return e(503, 5, 5, 1, "TLS already active")
 	case reasonSyntax:
