@@ -36,8 +36,13 @@ type Config struct {
 	// X-Spam-Score and X-Spam-Status headers (and X-Spam-Flag at the tag
 	// level), the score, action and symbols in the mail log, and the spam
 	// metrics.
-	Spam   bool
-	Logger *slog.Logger
+	Spam bool
+	// AfterBody, when set, is told every body decision the body checks
+	// made (not one refused before them), once the verdict is complete:
+	// what learns from the verdict (Bayes autolearn). It runs before the
+	// client gets its reply, under the session's context.
+	AfterBody func(ctx context.Context, b *Body, d Decision)
+	Logger    *slog.Logger
 }
 
 // Pipeline runs the checks of each stage and merges their results.
@@ -170,6 +175,9 @@ func (p *Pipeline) Body(ctx context.Context, b *Body, deferred map[string][]Defe
 	}
 	if p.cfg.Spam {
 		p.spamVerdict(&d)
+	}
+	if p.cfg.AfterBody != nil {
+		p.cfg.AfterBody(ctx, b, d)
 	}
 	return d
 }

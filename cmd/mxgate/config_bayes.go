@@ -32,6 +32,10 @@ func (s *RedisSection) validate(failedKeys) ConfigErrors {
 type BayesSection struct {
 	Enabled   bool `yaml:"enabled"`
 	MinLearns int  `yaml:"min_learns"`
+	// Autolearn learns from the verdict of the other checks: spam at a
+	// score of 12 or more without Bayes, ham at -0.5 or less (see
+	// bayes.Autolearn).
+	Autolearn bool `yaml:"autolearn"`
 }
 
 func (s *BayesSection) setDefaults() {

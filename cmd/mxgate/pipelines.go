@@ -6,6 +6,7 @@ import (
 
 	"github.com/mxgate/mxgate/filter"
 	"github.com/mxgate/mxgate/filter/auth"
+	"github.com/mxgate/mxgate/filter/bayes"
 	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/filter/dnsbl"
 	"github.com/mxgate/mxgate/filter/heuristics"
@@ -69,6 +70,14 @@ func (c *Config) policies(d checkDeps) (inbound, relay gateway.Policy, err error
 			in.Body = append(in.Body, heuristics.Check{}, heuristics.GTUBECheck{})
 		}
 		in.Body = append(in.Body, d.extra...)
+		if c.Bayes.Autolearn {
+			for _, x := range d.extra {
+				if bc, ok := x.(*bayes.Check); ok {
+					al := &bayes.Autolearn{Check: bc, Spam: bayes.DefaultAutolearnSpam, Ham: bayes.DefaultAutolearnHam}
+					in.AfterBody = al.AfterBody
+				}
+			}
+		}
 	}
 	inbound = gateway.Policy{Name: gateway.ListenerInbound, Relay: gateway.RelayTrusted, Pipeline: filter.New(in)}
 	relay = gateway.Policy{Name: gateway.ListenerRelay, OnlyMyNetworks: true, Relay: gateway.RelayTrusted,
