@@ -44,10 +44,12 @@ func TestAutolearnClass(t *testing.T) {
 	}
 }
 
-// failingStore fails every call.
+// failingStore fails every learn.
 type failingStore struct{ Store }
 
-func (failingStore) Learn(context.Context, []uint64, bool, int64) error { return errors.New("store down") }
+func (failingStore) Learn(context.Context, []uint64, bool, int64) error {
+	return errors.New("store down")
+}
 
 // AfterBody learns the message in the class its decision gives, and
 // nothing else; a store failure is counted.
