@@ -28,6 +28,7 @@ type Config struct {
 	DNSBL       DNSBLSection     `yaml:"dnsbl"`
 	Bayes       BayesSection     `yaml:"bayes"`
 	Redis       RedisSection     `yaml:"redis"`
+	Rspamd      RspamdSection    `yaml:"rspamd"`
 	DNS         DNSSection       `yaml:"dns"`
 	Outbound    OutboundSection  `yaml:"outbound"`
 	Cluster     ClusterSection   `yaml:"cluster"`
@@ -53,7 +54,7 @@ type section interface {
 // sections lists every section of the file.
 func (c *Config) sections() []section {
 	return []section{&c.Node, &c.Listen, &c.MailSection, &c.TLS, &c.Limits, &c.Queue, &c.ClamAV,
-		&c.Greylist, &c.Spam, &c.DNSBL, &c.Bayes, &c.Redis, &c.DNS, &c.Outbound, &c.Cluster, &c.Admin, &c.Log}
+		&c.Greylist, &c.Spam, &c.DNSBL, &c.Bayes, &c.Redis, &c.Rspamd, &c.DNS, &c.Outbound, &c.Cluster, &c.Admin, &c.Log}
 }
 
 func defaultConfig() *Config {

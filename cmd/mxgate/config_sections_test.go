@@ -32,6 +32,7 @@ func TestDefaults(t *testing.T) {
 		Spam:     SpamSection{Enabled: true, Greylist: 4, Tag: 5, Quarantine: 8, Reject: 15, SenderAuth: true, DMARCReject: "reject", Heuristics: true},
 		DNSBL:    DNSBLSection{SkipPrivate: true, Timeout: Duration(5 * time.Second)},
 		Bayes:    BayesSection{Enabled: true, MinLearns: 200},
+		Rspamd:   RspamdSection{Weight: 1, Timeout: Duration(10 * time.Second)},
 		Outbound: OutboundSection{Port: 25},
 		Cluster:  ClusterSection{Gossip: ":7946", Raft: ":7947", RemoveDeadAfter: Duration(day)},
 		Log:      LogSection{Level: "info"},

@@ -10,6 +10,7 @@ import (
 	"github.com/mxgate/mxgate/filter/clamav"
 	"github.com/mxgate/mxgate/filter/dnsbl"
 	"github.com/mxgate/mxgate/filter/heuristics"
+	"github.com/mxgate/mxgate/filter/rspamd"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/greylist"
 	"github.com/mxgate/mxgate/internal/dns"
@@ -68,6 +69,15 @@ func (c *Config) policies(d checkDeps) (inbound, relay gateway.Policy, err error
 		}
 		if c.Spam.Heuristics {
 			in.Body = append(in.Body, heuristics.Check{}, heuristics.GTUBECheck{})
+		}
+		if c.Rspamd.URL != "" {
+			rc := c.Rspamd.config()
+			rc.Logger = d.logger
+			r, err := rspamd.New(rc)
+			if err != nil {
+				return inbound, relay, err
+			}
+			in.Body = append(in.Body, r)
 		}
 		in.Body = append(in.Body, d.extra...)
 		if c.Bayes.Autolearn {
