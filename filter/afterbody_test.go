@@ -32,3 +32,22 @@ func TestAfterBody(t *testing.T) {
 		t.Errorf("refused before the body checks: %v, after body told %d times", d.Action, len(got))
 	}
 }
+
+// A recipient decision deferred after the score sees the body decision's
+// symbols with it (greylisting keyed by the SPF domain).
+func TestDeferredAfterScoreSymbols(t *testing.T) {
+	var got []Symbol
+	grey := rcptFunc{"greylist", func(_ context.Context, r *Recipient) Result {
+		if !r.AtData {
+			return Result{DeferAfterScore: true}
+		}
+		got = r.Symbols
+		return Result{}
+	}}
+	p := New(Config{Rcpt: []RcptCheck{grey}, Body: []BodyCheck{scored("SPF_PASS", -0.1), scored("S", 4)}, Spam: true,
+		Scores: map[string]float64{"S": 4.5}})
+	p.Body(context.Background(), testBody(t), map[string][]Deferral{"u@example.com": {{Check: "greylist", AfterScore: true}}})
+	if len(got) != 2 || got[0].Name != "SPF_PASS" || got[1].Name != "S" || got[1].Score != 4.5 {
+		t.Errorf("symbols after the score: %+v, want SPF_PASS and S with its configured score", got)
+	}
+}

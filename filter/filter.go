@@ -132,10 +132,12 @@ type Recipient struct {
 	From   string
 	Rcpt   string
 	AtData bool
-	// Score is the message's score, for a check that deferred after the
-	// score (Scored is then set).
-	Score  float64
-	Scored bool
+	// Score is the message's score, and Symbols the body decision's
+	// symbols, for a check that deferred after the score (Scored is then
+	// set).
+	Score   float64
+	Symbols []Symbol
+	Scored  bool
 }
 
 // Deferral is a recipient decision a check deferred to the end of DATA.

@@ -157,7 +157,7 @@ func (p *Pipeline) Body(ctx context.Context, b *Body, deferred map[string][]Defe
 	if p == nil {
 		return Decision{}
 	}
-	if d := p.rcptAtData(ctx, b, deferred, false, 0); d.Refused() {
+	if d := p.rcptAtData(ctx, b, deferred, false, Decision{}); d.Refused() {
 		return d
 	}
 	checks := make([]Check, len(p.cfg.Body))
@@ -168,7 +168,7 @@ func (p *Pipeline) Body(ctx context.Context, b *Body, deferred map[string][]Defe
 		return ch.(BodyCheck).CheckBody(ctx, b)
 	}))
 	if !d.Refused() {
-		if g := p.rcptAtData(ctx, b, deferred, true, d.Score); g.Refused() {
+		if g := p.rcptAtData(ctx, b, deferred, true, d); g.Refused() {
 			g.Score, g.Symbols = d.Score, d.Symbols
 			d = g
 		}
@@ -183,10 +183,10 @@ func (p *Pipeline) Body(ctx context.Context, b *Body, deferred map[string][]Defe
 }
 
 // rcptAtData asks each deferring check about its recipients again, now that
-// the whole envelope (and, afterScore, the score) is known. The decision
-// names every recipient refused with the winning action ("rcpts" in its log
-// attributes).
-func (p *Pipeline) rcptAtData(ctx context.Context, b *Body, deferred map[string][]Deferral, afterScore bool, score float64) Decision {
+// the whole envelope (and, afterScore, the body decision's score and
+// symbols) is known. The decision names every recipient refused with the
+// winning action ("rcpts" in its log attributes).
+func (p *Pipeline) rcptAtData(ctx context.Context, b *Body, deferred map[string][]Deferral, afterScore bool, body Decision) Decision {
 	type job struct {
 		check RcptCheck
 		rcpt  string
@@ -210,7 +210,8 @@ func (p *Pipeline) rcptAtData(ctx context.Context, b *Body, deferred map[string]
 	results := p.runJobs(ctx, len(jobs), func(i int) (string, func(context.Context) Result) {
 		j := jobs[i]
 		return j.check.Name(), func(ctx context.Context) Result {
-			return j.check.CheckRcpt(ctx, &Recipient{Conn: b.Conn, From: b.From, Rcpt: j.rcpt, AtData: true, Score: score, Scored: afterScore})
+			return j.check.CheckRcpt(ctx, &Recipient{Conn: b.Conn, From: b.From, Rcpt: j.rcpt, AtData: true,
+				Score: body.Score, Symbols: body.Symbols, Scored: afterScore})
 		}
 	}, "rcpt")
 	d := p.merge(results)

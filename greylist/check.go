@@ -3,8 +3,10 @@ package greylist
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/mxgate/mxgate/filter"
+	"github.com/mxgate/mxgate/filter/auth"
 )
 
 // CheckName is the greylist check's name in the pipeline.
@@ -26,6 +28,11 @@ type Check struct {
 	// whose spam score reaches it is greylisted, decided at the end of
 	// DATA once the score is known (as rspamd's greylist action).
 	ScoreThreshold float64
+	// KeySPFDomain, with ScoreThreshold, keys the triplet of a sender
+	// whose SPF passed (the SPF_PASS symbol of the sender authentication
+	// check, among the body decision's symbols) by its SPF-validated
+	// domain instead of its client network (greylist.key_spf_domain).
+	KeySPFDomain bool
 }
 
 // Name is the check's name.
@@ -49,7 +56,16 @@ func (c *Check) CheckRcpt(ctx context.Context, r *filter.Recipient) filter.Resul
 	if r.Scored && r.Score < c.ScoreThreshold {
 		return filter.Result{} // scores too low to be worth a delay
 	}
-	d := c.Greylister.Check(ctx, r.Conn.IP, r.From, r.Rcpt)
+	var d Decision
+	spfDomain := ""
+	if c.KeySPFDomain && r.Scored {
+		spfDomain = spfPassDomain(r.Symbols)
+	}
+	if spfDomain != "" {
+		d = c.Greylister.CheckSPFDomain(ctx, r.Conn.IP, spfDomain, r.From, r.Rcpt)
+	} else {
+		d = c.Greylister.Check(ctx, r.Conn.IP, r.From, r.Rcpt)
+	}
 	if d.Err != nil {
 		// The store failed (no quorum in a cluster): the recipient
 		// passes, the metric counts it, the log says which mail.
@@ -60,8 +76,27 @@ func (c *Check) CheckRcpt(ctx context.Context, r *filter.Recipient) filter.Resul
 		return filter.Result{}
 	}
 	attrs := []any{"greylist", string(d.Result)}
+	if spfDomain != "" {
+		attrs = append(attrs, "greylist_key", SPFDomainKey(spfDomain))
+	}
 	if !r.AtData {
 		attrs = append(attrs, "retry_in_s", int(d.Retry.Seconds()))
 	}
 	return filter.Result{Action: filter.Tempfail, Reason: ReasonGreylisted, Reply: greylistedReply, LogAttrs: attrs}
+}
+
+// spfPassDomain is the domain SPF passed for, from the SPF_PASS symbol's
+// detail; "" when SPF did not pass or the domain is not one a key can hold.
+func spfPassDomain(syms []filter.Symbol) string {
+	for _, s := range syms {
+		if s.Name != auth.SymSPFPass {
+			continue
+		}
+		d := strings.TrimSuffix(s.Detail, ".")
+		if d == "" || len(d) > 253 || strings.ContainsAny(d, "|@ \t\r\n") {
+			return ""
+		}
+		return d
+	}
+	return ""
 }

@@ -3,6 +3,8 @@ package greylist
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,4 +63,63 @@ func TestCheckModes(t *testing.T) {
 			t.Fatalf("retry after the delay: %+v, want passed", r)
 		}
 	})
+}
+
+// TestCheckKeySPFDomain: in score mode with KeySPFDomain, a sender whose
+// SPF passed is keyed by its domain, so its retry from another network of
+// the domain passes; without an SPF pass (or without the option) the
+// client network keys the triplet.
+func TestCheckKeySPFDomain(t *testing.T) {
+	ctx := context.Background()
+	spfPass := []filter.Symbol{{Name: "SPF_PASS", Score: -0.1, Detail: "Example.ORG"}, {Name: "RBL_X", Score: 5}}
+	spfFail := []filter.Symbol{{Name: "SPF_FAIL", Score: 2, Detail: "example.org"}, {Name: "RBL_X", Score: 5}}
+	rcpt := func(client string, syms []filter.Symbol) *filter.Recipient {
+		return &filter.Recipient{Conn: &filter.Conn{IP: ip(client)}, From: "a@example.org", Rcpt: "u@example.com",
+			AtData: true, Scored: true, Score: 5, Symbols: syms}
+	}
+	g, st, clk := newTest(t, Config{Delay: time.Minute, RetryWindow: time.Hour, Lifetime: 24 * time.Hour, AutoAllowAfter: -1})
+	c := &Check{Greylister: g, Logger: slog.New(slog.DiscardHandler), ScoreThreshold: 4, KeySPFDomain: true}
+
+	r := c.CheckRcpt(ctx, rcpt("192.0.2.10", spfPass))
+	if r.Action != filter.Tempfail {
+		t.Fatalf("first attempt: %+v, want greylisted", r)
+	}
+	if !slices.Contains(r.LogAttrs, any("spf:example.org")) {
+		t.Errorf("log attributes %v lack the key spf:example.org", r.LogAttrs)
+	}
+	if _, ok, _ := st.GetTriplet(ctx, tripletKey("spf:example.org", "a@example.org", "u@example.com")); !ok {
+		t.Fatal("no triplet keyed by the SPF domain")
+	}
+	if _, ok, _ := st.GetTriplet(ctx, g.TripletKey(ip("192.0.2.10"), "a@example.org", "u@example.com")); ok {
+		t.Fatal("a triplet keyed by the client network too")
+	}
+	clk.Advance(2 * time.Minute)
+	// The retry comes from another of the domain's networks.
+	if r := c.CheckRcpt(ctx, rcpt("198.51.100.7", spfPass)); r.Action != filter.Accept {
+		t.Fatalf("retry from another network with SPF passing: %+v, want passed", r)
+	}
+	// SPF failing: the client network keys the triplet.
+	if r := c.CheckRcpt(ctx, rcpt("203.0.113.9", spfFail)); r.Action != filter.Tempfail {
+		t.Fatalf("SPF failing from a new network: %+v, want greylisted", r)
+	}
+	if _, ok, _ := st.GetTriplet(ctx, g.TripletKey(ip("203.0.113.9"), "a@example.org", "u@example.com")); !ok {
+		t.Fatal("SPF failing: no triplet keyed by the client network")
+	}
+	// Without the option, an SPF pass from a new network is a new triplet.
+	c.KeySPFDomain = false
+	if r := c.CheckRcpt(ctx, rcpt("100.64.0.1", spfPass)); r.Action != filter.Tempfail {
+		t.Fatalf("key_spf_domain off: %+v, want greylisted by network", r)
+	}
+}
+
+func TestSPFPassDomain(t *testing.T) {
+	for detail, want := range map[string]string{"example.org": "example.org", "example.org.": "example.org", "": "",
+		"a|b.example": "", "x@example.org": "", strings.Repeat("a", 254): ""} {
+		if got := spfPassDomain([]filter.Symbol{{Name: "SPF_PASS", Detail: detail}}); got != want {
+			t.Errorf("SPF_PASS %q: domain %q, want %q", detail, got, want)
+		}
+	}
+	if got := spfPassDomain([]filter.Symbol{{Name: "SPF_SOFTFAIL", Detail: "example.org"}}); got != "" {
+		t.Errorf("SPF_SOFTFAIL: domain %q, want none", got)
+	}
 }

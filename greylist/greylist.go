@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -192,27 +193,45 @@ func (g *Greylister) TripletKey(client netip.Addr, sender, rcpt string) string {
 }
 
 func tripletKey(network, sender, rcpt string) string {
-	// The network never contains '|' and the sender is length-prefixed, so
-	// distinct triplets never share a key.
+	// The network (or SPF domain key) never contains '|' and the sender
+	// is length-prefixed, so distinct triplets never share a key.
 	return fmt.Sprintf("%s|%d:%s|%s", network, len(sender), sender, rcpt)
 }
 
 // Check decides on one recipient of a transaction (the null sender is
 // checked per recipient at DATA end by the caller). Store errors fail open.
 func (g *Greylister) Check(ctx context.Context, client netip.Addr, sender, rcpt string) Decision {
-	d := g.check(ctx, client, sender, rcpt)
+	d := g.check(ctx, client, g.NetworkOf(client), sender, rcpt)
 	metricDecisions.WithLabelValues(string(d.Result)).Inc()
 	return d
 }
 
-func (g *Greylister) check(ctx context.Context, client netip.Addr, sender, rcpt string) Decision {
+// SPFDomainKey is the network part of the triplets of a sender keyed by
+// its SPF-validated domain: "spf:example.org".
+func SPFDomainKey(domain string) string {
+	return "spf:" + strings.ToLower(strings.TrimSuffix(domain, "."))
+}
+
+// CheckSPFDomain is Check for a sender whose SPF passed for domain: the
+// triplet (and the auto-allow count) is keyed by SPFDomainKey(domain)
+// instead of the client network, so that a domain sending from many
+// networks (a provider's outbound pool) is delayed once, not once per
+// network. allow_networks still applies to the client.
+func (g *Greylister) CheckSPFDomain(ctx context.Context, client netip.Addr, domain, sender, rcpt string) Decision {
+	d := g.check(ctx, client, SPFDomainKey(domain), sender, rcpt)
+	metricDecisions.WithLabelValues(string(d.Result)).Inc()
+	return d
+}
+
+// check decides with the triplet's network part given (a client network
+// or an SPF domain key).
+func (g *Greylister) check(ctx context.Context, client netip.Addr, network, sender, rcpt string) Decision {
 	sender = NormalizeSender(sender)
 	rcpt = normalizeRecipient(rcpt)
 	if g.allowed(client, sender, rcpt) {
 		return Decision{Pass: true, Result: ResultAllowed}
 	}
 	now := g.now()
-	network := g.NetworkOf(client)
 
 	var netState Network
 	if g.cfg.AutoAllowAfter > 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -15,7 +16,10 @@ type GreylistSection struct {
 	Enabled bool `yaml:"enabled"`
 	// Mode is rcpt (every new triplet, at RCPT) or score (only mail
 	// whose spam score reaches spam.greylist, at the end of DATA).
-	Mode            string   `yaml:"mode"`
+	Mode string `yaml:"mode"`
+	// KeySPFDomain, in score mode, keys the triplet of a sender whose SPF
+	// passed by its SPF-validated domain instead of its client network.
+	KeySPFDomain    bool     `yaml:"key_spf_domain"`
 	Delay           Duration `yaml:"delay"`
 	RetryWindow     Duration `yaml:"retry_window"`
 	Lifetime        Duration `yaml:"lifetime"`
@@ -48,6 +52,9 @@ func (s *GreylistSection) validate(failed failedKeys) ConfigErrors {
 	var errs ConfigErrors
 	if s.Mode != greylistModeRcpt && s.Mode != greylistModeScore {
 		errs.add("greylist.mode", "%q: want rcpt (every new triplet) or score (mail reaching spam.greylist)", s.Mode)
+	}
+	if s.KeySPFDomain && s.Mode != greylistModeScore {
+		errs.add("greylist.key_spf_domain", "needs greylist.mode: score (SPF is checked at the end of DATA, after RCPT)")
 	}
 	checkDuration(&errs, "greylist.delay", s.Delay, time.Second, oneDay, "")
 	checkDuration(&errs, "greylist.retry_window", s.RetryWindow, time.Second, 30*oneDay, "")
@@ -114,4 +121,15 @@ func (s GreylistSection) greylistConfig() greylist.Config {
 		AllowSenders:    s.AllowSenders,
 		AllowRecipients: s.AllowRecipients,
 	}
+}
+
+// greylistCheck is greylisting as the inbound listener's recipient check:
+// in score mode (with spam scoring on) only mail reaching spam.greylist,
+// keyed by the SPF domain with key_spf_domain.
+func (c *Config) greylistCheck(g *greylist.Greylister, logger *slog.Logger) *greylist.Check {
+	gc := &greylist.Check{Greylister: g, Logger: logger}
+	if c.Greylist.Mode == greylistModeScore && c.Spam.Enabled {
+		gc.ScoreThreshold, gc.KeySPFDomain = c.Spam.Greylist, c.Greylist.KeySPFDomain
+	}
+	return gc
 }

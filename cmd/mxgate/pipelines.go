@@ -40,11 +40,7 @@ func (c *Config) policies(d checkDeps) (inbound, relay gateway.Policy, err error
 	in := filter.Config{Sender: []filter.SenderCheck{listCheck}, Logger: d.logger}
 	in.Body = append(in.Body, virus...)
 	if d.grey != nil {
-		gc := &greylist.Check{Greylister: d.grey, Logger: d.logger}
-		if c.Greylist.Mode == greylistModeScore && c.Spam.Enabled {
-			gc.ScoreThreshold = c.Spam.Greylist
-		}
-		in.Rcpt = append(in.Rcpt, gc)
+		in.Rcpt = append(in.Rcpt, c.greylistCheck(d.grey, d.logger))
 	}
 	if c.Spam.Enabled {
 		in.Body = append(in.Body, listCheck)
