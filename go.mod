@@ -9,6 +9,7 @@ require (
 	github.com/emersion/go-smtp v0.26.0
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/hashicorp/raft-wal v0.4.0
+	github.com/klauspost/compress v1.20.1
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0

@@ -186,8 +186,10 @@ func TestLogFormatUnchanged(t *testing.T) {
 			types = append(types, CommandType(i).String())
 		}
 	}
-	// Types 5 and 6 came with the allow and block lists.
-	if want := []string{"greylist_put_triplet", "greylist_put_network", "expire", "chunk", "lists_put", "lists_delete"}; !slices.Equal(types, want) {
+	// Types 5 and 6 came with the allow and block lists, 7 to 11 with
+	// the quarantine.
+	if want := []string{"greylist_put_triplet", "greylist_put_network", "expire", "chunk", "lists_put", "lists_delete",
+		"quarantine_put", "quarantine_claim", "quarantine_confirm", "quarantine_unclaim", "quarantine_delete"}; !slices.Equal(types, want) {
 		t.Errorf("types 1.. are %v, want %v", types, want)
 	}
 	var buckets []string
@@ -195,7 +197,8 @@ func TestLogFormatUnchanged(t *testing.T) {
 		buckets = append(buckets, b)
 	}
 	slices.Sort(buckets)
-	if want := []string{"chunk_done", "chunk_parts", "chunk_sets", "greylist_networks", "greylist_triplets", "lists"}; !slices.Equal(buckets, want) {
+	if want := []string{"chunk_done", "chunk_parts", "chunk_sets", "greylist_networks", "greylist_triplets", "lists",
+		"quarantine_bodies", "quarantine_entries", "quarantine_stats"}; !slices.Equal(buckets, want) {
 		t.Errorf("buckets %v, want %v", buckets, want)
 	}
 
@@ -274,7 +277,7 @@ func TestExpireDispatchesToEveryDomain(t *testing.T) {
 	mustApply(t, f, block.encodePut("dead2", now))
 
 	resp := mustApply(t, f, EncodeExpire(now))
-	want := ExpireResult{"triplets": 1, "networks": 1, "chunks": 1, "allow": 1, "block": 2}
+	want := ExpireResult{"triplets": 1, "networks": 1, "chunks": 1, "allow": 1, "block": 2, "quarantine": 0}
 	if !reflect.DeepEqual(resp, want) {
 		t.Errorf("expire response %v, want %v", resp, want)
 	}

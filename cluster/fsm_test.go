@@ -169,7 +169,7 @@ func TestExpire(t *testing.T) {
 	}
 
 	resp := mustApply(t, f, EncodeExpire(now))
-	want := ExpireResult{"triplets": 3, "networks": 3, "chunks": 0}
+	want := ExpireResult{"triplets": 3, "networks": 3, "chunks": 0, "quarantine": 0}
 	if !reflect.DeepEqual(resp, want) {
 		t.Errorf("expire response %+v, want %+v", resp, want)
 	}
