@@ -9,8 +9,8 @@
 //
 // Check families live in subpackages (filter/clamav, and next to it the
 // sender-authentication, DNS block list, heuristics and Bayes checks); the
-// greylist check lives with the greylist policy. The README's "Filtering"
-// section describes what operators see.
+// greylist check lives with the greylist policy. The README's "Spam
+// filtering" section describes what operators see.
 package filter
 
 import (

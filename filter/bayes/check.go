@@ -23,7 +23,7 @@ const (
 	SymbolUnsure = "BAYES_UNSURE"
 )
 
-// Probability to score (the README's Bayes section). Chi-square combining
+// Probability to score (the README's "Spam filtering" section, Bayes). Chi-square combining
 // puts most messages near 0 or 1; between 0.4 and 0.6 the message has no
 // clues or clues both ways. `make spam-eval` found that on the SpamAssassin
 // corpus a message at p >= 0.6 is spam but for about 1 ham in 1,000, so the

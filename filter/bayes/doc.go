@@ -8,7 +8,7 @@
 //
 // Stores: Redis when the cluster has one (every node learns into the same
 // counts), else a bbolt file in the node's data directory; MemStore for the
-// evaluation and tests. The README's "Filtering" section describes what
+// evaluation and tests. The README's "Spam filtering" section describes what
 // operators see.
 package bayes
 

@@ -40,7 +40,7 @@ type Features struct {
 }
 
 // DefaultFeatures is the model mxgate runs, chosen with `make spam-eval`
-// (see the README's Bayes section).
+// (see the README's "Spam filtering" section, Bayes).
 // OSB pairs are off: with chi-square combining they made the
 // probabilities of mixed messages less sure, not better separated.
 var DefaultFeatures = Features{Headers: true}
