@@ -74,6 +74,9 @@ type Policy struct {
 	Relay          Relay
 	// Pipeline holds the listener's checks; nil runs none.
 	Pipeline *filter.Pipeline
+	// Quarantine keeps what the pipeline holds back; nil delivers
+	// quarantine-level mail tagged (see quarantine.go).
+	Quarantine Quarantine
 }
 
 // mayRelay tells whether the client may send to any domain.

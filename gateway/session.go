@@ -201,14 +201,36 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
 	}
 	d := s.policy.Pipeline.Body(s.ctx, &filter.Body{Conn: &s.fconn, From: s.from, Rcpts: rcpts, Msg: msg}, s.deferred)
-	if d.Refused() {
-		return s.refuseDecision(d, "queue_id", id, "from", truncate(s.from))
-	}
 	// Our headers go before the client's bytes at delivery: the trace
 	// header first (RFC 5321 §4.4), then the checks' headers.
 	prepend := receivedHeader(s.conn.Hostname(), s.ip, s.srv.cfg.Hostname, id, tlsState, rcpts, start)
 	for _, h := range d.Headers {
 		prepend = fmt.Appendf(prepend, "%s: %s\r\n", h.Name, h.Value)
+	}
+	qkind, quarantined := quarantineKind(s.policy.Quarantine, &d)
+	if d.Refused() && !quarantined {
+		if qkind == KindRejected {
+			// A copy for the operator; the sender gets its refusal
+			// whatever becomes of it.
+			qm := s.quarantined(qkind, id, &d, append(prepend, refusedSpamHeaders(&d)...), draft, msg, start)
+			if err := s.keep(qm); err != nil {
+				s.log.Warn("a copy of refused spam could not be kept", "event", "quarantine_error", "session", s.id,
+					"queue_id", id, "from", truncate(s.from), "error", err.Error())
+			}
+		}
+		return s.refuseDecision(d, "queue_id", id, "from", truncate(s.from))
+	}
+	if quarantined {
+		if err := s.ended(); err != nil {
+			return err
+		}
+		// Kept before the 250, in place of delivery: the id the client
+		// is told is the quarantine's.
+		if err := s.keep(s.quarantined(qkind, id, &d, prepend, draft, msg, start)); err != nil {
+			e, r := quarantineReply(err)
+			return s.refuseWith(e, r, "queue_id", id, "from", truncate(s.from), "quarantine", string(qkind), "error", err.Error())
+		}
+		return s.accept(id, rcpts, size, tlsState != nil, dataEnd, copier.dropped, &d, "quarantined", id, "quarantine", string(qkind))
 	}
 
 	env := smarthost.Envelope{
@@ -226,23 +248,51 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.srv.queue.Commit(draft, env); err != nil {
 		return s.refuse(reasonSpoolError, "", "queue_id", id, "error", err.Error())
 	}
+	return s.accept(id, rcpts, size, tlsState != nil, dataEnd, copier.dropped, &d)
+}
+
+// accept counts and logs an accepted message (delivered or quarantined,
+// the attributes say) and returns its 250 reply.
+func (s *session) accept(id string, rcpts []string, size int64, tls bool, dataEnd time.Time, dropped int, d *filter.Decision, attrs ...any) error {
 	s.guard.messageAccepted()
-	metricMessages.WithLabelValues(s.policy.Name, "accepted", "none").Inc()
+	reason := "none"
+	if len(attrs) > 0 {
+		reason = "quarantined"
+	}
+	metricMessages.WithLabelValues(s.policy.Name, "accepted", reason).Inc()
 	metricMessageBytes.WithLabelValues(s.policy.Name).Observe(float64(size))
 	metricAcceptDuration.WithLabelValues(s.policy.Name).Observe(time.Since(dataEnd).Seconds())
 	args := []any{"event", "accept", "session", s.id, "listener", s.policy.Name, "client_ip", s.ip.String(),
-		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tlsState != nil}
-	if d.Action == filter.Quarantine {
-		// The quarantine is not there yet: the message is tagged and
+		"queue_id", id, "from", s.from, "rcpts", rcpts, "size", size, "tls", tls}
+	args = append(args, attrs...)
+	if d.Action == filter.Quarantine && len(attrs) == 0 {
+		// No quarantine on this listener: the message is tagged and
 		// delivered, and the log says it would have been kept.
 		args = append(args, "would_quarantine", true)
 	}
-	if copier.dropped > 0 {
+	if dropped > 0 {
 		// X-Spam-* and our own Authentication-Results from outside.
-		args = append(args, "forged_headers_removed", copier.dropped)
+		args = append(args, "forged_headers_removed", dropped)
 	}
 	s.log.Info("accepted", append(args, d.LogAttrs...)...)
 	return accepted(id)
+}
+
+// quarantined describes the message for the quarantine.
+func (s *session) quarantined(kind QuarantineKind, id string, d *filter.Decision, header []byte, draft *smarthost.Draft, msg *filter.Message, start time.Time) *QuarantinedMessage {
+	return &QuarantinedMessage{
+		ID: id, Kind: kind, Received: start, ClientIP: s.ip.String(), Helo: sanitizeHelo(s.conn.Hostname()),
+		From: s.from, Rcpts: append([]string(nil), s.rcpts...), Subject: msg.View().Subject,
+		Score: d.Score, Symbols: filter.SymbolList(d.Symbols), Virus: logAttr(d.LogAttrs, "virus"),
+		Header: header, Path: draft.Path(), Size: int64(len(header)) + draft.Size(),
+	}
+}
+
+// keep hands a message to the quarantine, bounded in time.
+func (s *session) keep(m *QuarantinedMessage) error {
+	ctx, cancel := context.WithTimeout(s.ctx, quarantineTimeout)
+	defer cancel()
+	return s.policy.Quarantine.Keep(ctx, m)
 }
 
 // validAddress checks a path that go-smtp has already parsed for the limits

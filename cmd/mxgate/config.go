@@ -16,24 +16,25 @@ import (
 // Each section's defaults, checks and conversion to its package's
 // configuration are in its own file (config_*.go); decode.go reads the file.
 type Config struct {
-	Node        NodeSection      `yaml:"node"`
-	Listen      ListenSection    `yaml:"listen"`
-	MailSection `yaml:",inline"` // hostname, domains, backends, mynetworks, transports
-	TLS         TLSSection       `yaml:"tls"`
-	Limits      LimitsSection    `yaml:"limits"`
-	Queue       QueueSection     `yaml:"queue"`
-	ClamAV      ClamAVSection    `yaml:"clamav"`
-	Greylist    GreylistSection  `yaml:"greylist"`
-	Spam        SpamSection      `yaml:"spam"`
-	DNSBL       DNSBLSection     `yaml:"dnsbl"`
-	Bayes       BayesSection     `yaml:"bayes"`
-	Redis       RedisSection     `yaml:"redis"`
-	Rspamd      RspamdSection    `yaml:"rspamd"`
-	DNS         DNSSection       `yaml:"dns"`
-	Outbound    OutboundSection  `yaml:"outbound"`
-	Cluster     ClusterSection   `yaml:"cluster"`
-	Admin       AdminSection     `yaml:"admin"`
-	Log         LogSection       `yaml:"log"`
+	Node        NodeSection       `yaml:"node"`
+	Listen      ListenSection     `yaml:"listen"`
+	MailSection `yaml:",inline"`  // hostname, domains, backends, mynetworks, transports
+	TLS         TLSSection        `yaml:"tls"`
+	Limits      LimitsSection     `yaml:"limits"`
+	Queue       QueueSection      `yaml:"queue"`
+	ClamAV      ClamAVSection     `yaml:"clamav"`
+	Greylist    GreylistSection   `yaml:"greylist"`
+	Spam        SpamSection       `yaml:"spam"`
+	DNSBL       DNSBLSection      `yaml:"dnsbl"`
+	Bayes       BayesSection      `yaml:"bayes"`
+	Redis       RedisSection      `yaml:"redis"`
+	Rspamd      RspamdSection     `yaml:"rspamd"`
+	DNS         DNSSection        `yaml:"dns"`
+	Outbound    OutboundSection   `yaml:"outbound"`
+	Quarantine  QuarantineSection `yaml:"quarantine"`
+	Cluster     ClusterSection    `yaml:"cluster"`
+	Admin       AdminSection      `yaml:"admin"`
+	Log         LogSection        `yaml:"log"`
 
 	// clustered: the file has a cluster section, so the node runs Raft
 	// and gossip and keeps greylist state in the replicated store.
@@ -54,7 +55,7 @@ type section interface {
 // sections lists every section of the file.
 func (c *Config) sections() []section {
 	return []section{&c.Node, &c.Listen, &c.MailSection, &c.TLS, &c.Limits, &c.Queue, &c.ClamAV,
-		&c.Greylist, &c.Spam, &c.DNSBL, &c.Bayes, &c.Redis, &c.Rspamd, &c.DNS, &c.Outbound, &c.Cluster, &c.Admin, &c.Log}
+		&c.Greylist, &c.Spam, &c.DNSBL, &c.Bayes, &c.Redis, &c.Rspamd, &c.DNS, &c.Outbound, &c.Quarantine, &c.Cluster, &c.Admin, &c.Log}
 }
 
 func defaultConfig() *Config {

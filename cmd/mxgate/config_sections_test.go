@@ -34,8 +34,10 @@ func TestDefaults(t *testing.T) {
 		Bayes:    BayesSection{Enabled: true, MinLearns: 200},
 		Rspamd:   RspamdSection{Weight: 1, Timeout: Duration(10 * time.Second)},
 		Outbound: OutboundSection{Port: 25},
-		Cluster:  ClusterSection{Gossip: ":7946", Raft: ":7947", RemoveDeadAfter: Duration(day)},
-		Log:      LogSection{Level: "info"},
+		Quarantine: QuarantineSection{Enabled: true, Lifetime: Duration(7 * oneDay), RejectedLifetime: Duration(oneDay),
+			MaxBytes: 10 << 30, OnFull: "tempfail"},
+		Cluster: ClusterSection{Gossip: ":7946", Raft: ":7947", RemoveDeadAfter: Duration(day)},
+		Log:     LogSection{Level: "info"},
 	}
 	if got := defaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults\n%+v\nwant\n%+v", got, want)

@@ -45,6 +45,8 @@ Usage:
   mxgate serve -config FILE          run a node
   mxgate check-config -config FILE   validate a configuration file; one line per problem
   mxgate lists ls|add|rm              the allow and block lists, through a node's HTTP API
+  mxgate quarantine ls|show|release|rm|allow
+                                     the quarantine, through a node's HTTP API
   mxgate bayes train -config FILE --ham DIR --spam DIR
                                      teach Bayes from maildirs, mboxes or folders of messages
   mxgate cluster members|status|remove|tls-init
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCluster(args[1:], stdout, stderr)
 	case "lists":
 		return cmdLists(args[1:], stdout, stderr)
+	case "quarantine":
+		return cmdQuarantine(args[1:], stdout, stderr)
 	case "bayes":
 		return bayesCommand(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
@@ -225,6 +229,14 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var quar *nodeQuarantine
+	if cfg.Quarantine.Enabled {
+		if quar, err = openQuarantine(cfg, cl, queue, logger); err != nil {
+			return fmt.Errorf("quarantine: %w", err)
+		}
+		defer quar.close()
+		inbound.Quarantine = quar.keeper
+	}
 	for _, l := range []struct {
 		addr   string
 		policy gateway.Policy
@@ -269,6 +281,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	})
 	registerClusterAPI(httpMux, cl, logger)
 	registerListsAPI(httpMux, listStore, logger)
+	if quar != nil {
+		registerQuarantineAPI(httpMux, quar, listStore, logger)
+	}
 	httpSrv := gateway.NewHTTPServer(httpLn, httpMux, httpOpts)
 
 	qctx, qcancel := context.WithCancel(context.Background())
@@ -278,6 +293,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		go clamdHealth.Watch(qctx)
 	}
 	go spoolMon.Run(qctx, spoolCheckInterval)
+	if quar != nil {
+		go quar.run(qctx, logger)
+	}
 	gwdone := make(chan error, 1)
 	go func() { gwdone <- gw.Serve() }()
 	go func() {

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/mxgate/mxgate/internal/smtptest"
+)
+
+// TestQuarantine: a real node keeps mail scored between spam.quarantine
+// and spam.reject instead of delivering it, answers 250 with the
+// quarantine id, lists and shows it through the CLI, and releases it
+// exactly once to the backend with its X-Spam-Status, its Received and the
+// release header.
+func TestQuarantine(t *testing.T) {
+	be := smtptest.Start(t)
+	// GTUBE scores 9: over spam.quarantine (8), under spam.reject (15).
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}, extra: "spam: {scores: {GTUBE: 9}}\n"})
+	api := "http://" + n.http
+	send := func(t *testing.T, msg string) smtpReply {
+		t.Helper()
+		c, _ := dialHello(t, n.inbound)
+		rep, err := c.sendMessage("offers@spam.e2e-quarantine.test", []string{"user@e2e.test"}, []byte(msg))
+		if err != nil && rep.code == 0 {
+			t.Fatalf("e2e: send: %v", err)
+		}
+		return rep
+	}
+	clean := func(id string) string {
+		return "From: friend@example.org\r\nSubject: hello\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <" + id +
+			"@client.e2e.test>\r\n\r\nhello\r\n"
+	}
+	// deliveriesOf counts a Message-ID at the backend.
+	deliveriesOf := func(mid string) int {
+		k := 0
+		for _, d := range be.Deliveries() {
+			if smtptest.HeaderValue(d.Data, "Message-ID") == mid {
+				k++
+			}
+		}
+		return k
+	}
+
+	rep := send(t, "From: offers@spam.e2e-quarantine.test\r\nTo: user@e2e.test\r\nSubject: a quarantined offer\r\n"+
+		"Date: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <q1@client.e2e.test>\r\n\r\n"+gtube+"\r\n")
+	if !rep.is("250 2.0.0") {
+		t.Fatalf("e2e: quarantine-level message: %q, want 250 2.0.0", rep)
+	}
+	_, id, ok := strings.Cut(rep.String(), "queued as ")
+	if id = strings.TrimSpace(id); !ok || id == "" {
+		t.Fatalf("e2e: no queue id in %q", rep)
+	}
+	evs := n.findEvents("event", "accept", "quarantined", id)
+	if len(evs) != 1 {
+		t.Fatalf("e2e: accept lines with quarantined=%s: %v", id, evs)
+	}
+
+	// A clean message sent afterwards is delivered; the quarantined one,
+	// never queued, is not.
+	send(t, clean("after1"))
+	waitDelivery(t, be, "<after1@client.e2e.test>")
+	if k := deliveriesOf("<q1@client.e2e.test>"); k != 0 {
+		t.Fatalf("e2e: the quarantined message was delivered %d times before its release", k)
+	}
+	if v, ok, _ := n.metric("mxgate_quarantine_writes_total", "result", "ok"); !ok || v != 1 {
+		t.Errorf("e2e: mxgate_quarantine_writes_total{result=ok} = %v (%v), want 1", v, ok)
+	}
+	if v, ok, _ := n.metric("mxgate_quarantine_held"); !ok || v != 1 {
+		t.Errorf("e2e: mxgate_quarantine_held = %v, want 1", v)
+	}
+
+	ls := runCLI(t, "quarantine", "ls", "-http", api, "-recipient", "USER@e2e.test")
+	if !strings.Contains(ls, id) || !strings.Contains(ls, "held") || !strings.Contains(ls, "a quarantined offer") {
+		t.Fatalf("e2e: quarantine ls: %q", ls)
+	}
+	if ls := runCLI(t, "quarantine", "ls", "-http", api, "-reason", "virus"); strings.Contains(ls, id) {
+		t.Errorf("e2e: quarantine ls -reason virus lists the spam: %q", ls)
+	}
+	show := runCLI(t, "quarantine", "show", "-http", api, id)
+	for _, want := range []string{"GTUBE=9", "X-Spam-Status", "Subject: a quarantined offer", gtube} {
+		if !strings.Contains(show, want) {
+			t.Errorf("e2e: quarantine show lacks %q:\n%s", want, show)
+		}
+	}
+	raw := runCLI(t, "quarantine", "show", "-http", api, "-raw", id)
+	if !strings.HasPrefix(raw, "Received: ") || !strings.Contains(raw, "Message-ID: <q1@client.e2e.test>") {
+		t.Errorf("e2e: raw message starts %q", raw[:min(len(raw), 200)])
+	}
+
+	out := runCLI(t, "quarantine", "release", "-http", api, "-by", "e2e-admin", id)
+	if !strings.Contains(out, "released "+id) {
+		t.Fatalf("e2e: release said %q", out)
+	}
+	d := waitDelivery(t, be, "<q1@client.e2e.test>")
+	if st := strings.Join(headerValues(d.Data, "X-Spam-Status"), ""); !strings.Contains(st, "GTUBE=9") {
+		t.Errorf("e2e: released message's X-Spam-Status %q", st)
+	}
+	if rel := smtptest.HeaderValue(d.Data, "X-Quarantine-Released"); !strings.HasPrefix(rel, "by e2e-admin at ") {
+		t.Errorf("e2e: X-Quarantine-Released %q", rel)
+	}
+	if rcv := headerValues(d.Data, "Received"); len(rcv) < 1 || !strings.Contains(strings.Join(rcv, " "), id) {
+		t.Errorf("e2e: the released message lost mxgate's Received with its id %s: %q", id, rcv)
+	}
+
+	// Releasing again is refused and delivers nothing.
+	cmd := exec.Command(mxgateBin, "quarantine", "release", "-http", api, id)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "already released") {
+		t.Errorf("e2e: second release: %v %q, want a refusal", err, out)
+	}
+	send(t, clean("after2"))
+	waitDelivery(t, be, "<after2@client.e2e.test>")
+	if k := deliveriesOf("<q1@client.e2e.test>"); k != 1 {
+		t.Errorf("e2e: the released message was delivered %d times, want 1", k)
+	}
+	if ls := runCLI(t, "quarantine", "ls", "-http", api, "-state", "released"); !strings.Contains(ls, id) {
+		t.Errorf("e2e: released entry not listed as released: %q", ls)
+	}
+}
