@@ -117,3 +117,25 @@ func TestQuarantine(t *testing.T) {
 		t.Errorf("e2e: released entry not listed as released: %q", ls)
 	}
 }
+
+// TestQuarantineRejectedCopy: mail refused at spam.reject gets its 550,
+// and a copy is kept (reason rejected) that an operator can look at.
+func TestQuarantineRejectedCopy(t *testing.T) {
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}})
+	c, _ := dialHello(t, n.inbound)
+	rep, _ := c.sendMessage("offers@spam.e2e-quarantine.test", []string{"user@e2e.test"},
+		[]byte("Subject: refused offer\r\nMessage-ID: <r1@client.e2e.test>\r\n\r\n"+gtube+"\r\n"))
+	if !rep.is("550 5.7.1") {
+		t.Fatalf("e2e: GTUBE at its default score: %q, want 550 5.7.1", rep)
+	}
+	ls := runCLI(t, "quarantine", "ls", "-http", "http://"+n.http, "-reason", "rejected")
+	if !strings.Contains(ls, "refused offer") || !strings.Contains(ls, "rejected") {
+		t.Fatalf("e2e: quarantine ls -reason rejected: %q", ls)
+	}
+	fields := strings.Fields(strings.Split(ls, "\n")[1])
+	raw := runCLI(t, "quarantine", "show", "-http", "http://"+n.http, "-raw", fields[0])
+	if !strings.Contains(raw, "X-Spam-Status: Yes, score=1000") || !strings.Contains(raw, "GTUBE=1000") {
+		t.Errorf("e2e: the rejected copy lacks its verdict:\n%s", raw[:min(len(raw), 600)])
+	}
+}
