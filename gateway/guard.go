@@ -94,8 +94,8 @@ type guardConn struct {
 	// (RSET, EHLO, the end of DATA or BDAT LAST). STARTTLS is refused
 	// then, as Postfix does: a BDAT transfer in flight would otherwise
 	// switch connections under it.
-	inTx bool
-	lastReply int  // code of the last complete reply written
+	inTx      bool
+	lastReply int // code of the last complete reply written
 
 	wbuf    []byte // reply bytes written, not yet a complete line
 	swallow bool   // drop go-smtp's reply to a command the guard injected
