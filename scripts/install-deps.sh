@@ -12,6 +12,9 @@
 #   staticcheck               the linter of `make lint`
 #   redis-server              the Bayes store's tests; starts on a loopback
 #                             port and answers PING
+#   rspamd                    the rspamd check's e2e test runs a private
+#                             instance of Debian's rspamd with its stock
+#                             configuration
 #   postgrey                  with --bench only: the greylisting peer of
 #                             `make bench`
 #
@@ -61,6 +64,7 @@ install_packages() {
   { [ -n "$(sbin smtp-sink)" ] && [ -n "$(sbin smtp-source)" ]; } || need+=(postfix)
   { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
   [ -n "$(sbin redis-server)" ] || need+=(redis-server)
+  { [ -n "$(sbin rspamd)" ] && [ -f /etc/rspamd/rspamd.conf ]; } || need+=(rspamd)
   if [ "$bench" = 1 ] && [ -z "$(sbin postgrey)" ]; then
     need+=(postgrey)
   fi
@@ -223,6 +227,15 @@ check_redis() {
   [ -z "$why" ] || fail "$why"
 }
 
+check_rspamd() {
+  local bin out
+  bin="$(sbin rspamd)"
+  [ -n "$bin" ] || fail "rspamd: not installed (Debian package rspamd)"
+  [ -f /etc/rspamd/rspamd.conf ] || fail "rspamd: no stock configuration (/etc/rspamd/rspamd.conf missing)"
+  out="$(firstline "$bin" --version)"
+  "$bin" --version >/dev/null 2>&1 || fail "rspamd: does not run ($out)"
+}
+
 check_postgrey() {
   local bin out
   bin="$(sbin postgrey)"
@@ -239,5 +252,6 @@ check_prometheus
 check_staticcheck
 check_clamd
 check_redis
+check_rspamd
 [ "$bench" = 0 ] || check_postgrey
-echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR), redis-server (PING)$([ "$bench" = 0 ] || echo ', postgrey')"
+echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR), redis-server (PING), rspamd$([ "$bench" = 0 ] || echo ', postgrey')"
