@@ -37,7 +37,9 @@ unit:
 e2e: build
 	MXGATE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|e2e:' ; exit $${PIPESTATUS[0]}
 
-# Benchmark against Postfix on this machine (needs root for Postfix).
+# Benchmark against Postfix, and against Postfix with rspamd as its milter,
+# on this machine (needs root: Postfix, and the private rspamd instance
+# whose workers run as _rspamd). `go run ./e2e/bench -h` lists the knobs.
 bench: build
 	./scripts/install-deps.sh --bench
 	$(GO) run ./e2e/bench -mxgate $(BIN)

@@ -17,6 +17,9 @@
 #                             configuration
 #   postgrey                  with --bench only: the greylisting peer of
 #                             `make bench`
+#   _rspamd user              with --bench only: `make bench` runs its
+#                             private rspamd's workers as the user the
+#                             Debian package creates
 #
 #   scripts/install-deps.sh [--bench]          install what is missing, then check
 #   scripts/install-deps.sh --check [--bench]  only check
@@ -236,6 +239,11 @@ check_rspamd() {
   "$bin" --version >/dev/null 2>&1 || fail "rspamd: does not run ($out)"
 }
 
+# check_rspamd_user: the bench's rspamd drops privileges to _rspamd.
+check_rspamd_user() {
+  getent passwd _rspamd >/dev/null 2>&1 || fail "rspamd: no _rspamd user (reinstall the Debian package rspamd)"
+}
+
 check_postgrey() {
   local bin out
   bin="$(sbin postgrey)"
@@ -254,4 +262,5 @@ check_clamd
 check_redis
 check_rspamd
 [ "$bench" = 0 ] || check_postgrey
-echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR), redis-server (PING), rspamd$([ "$bench" = 0 ] || echo ', postgrey')"
+[ "$bench" = 0 ] || check_rspamd_user
+echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR), redis-server (PING), rspamd$([ "$bench" = 0 ] || echo ', postgrey, _rspamd user')"

@@ -37,6 +37,12 @@ func (l loadResult) percentile(p int) time.Duration {
 }
 
 func runLoad(addr string, n, c, size int) (loadResult, error) {
+	return runLoadFrom(addr, 0, n, c, size)
+}
+
+// runLoadFrom is runLoad with the messages numbered from first (their
+// Message-IDs), for a load sent in slices.
+func runLoadFrom(addr string, first int64, n, c, size int) (loadResult, error) {
 	body := messageBody(size)
 	var (
 		next    atomic.Int64
@@ -49,7 +55,7 @@ func runLoad(addr string, n, c, size int) (loadResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := sendSession(addr, i, int64(n), &next, body)
+			s, err := sendSession(addr, i, first, first+int64(n), &next, body)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstEr == nil {
@@ -102,7 +108,8 @@ func messageID(i int64) string {
 	return fmt.Sprintf("Message-ID: <%010d.bench@example.org>\r\n", i)
 }
 
-func sendSession(addr string, conn int, n int64, next *atomic.Int64, body []byte) (res loadResult, err error) {
+// sendSession sends messages numbered from first until next reaches end.
+func sendSession(addr string, conn int, first, end int64, next *atomic.Int64, body []byte) (res loadResult, err error) {
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		return res, err
@@ -136,8 +143,8 @@ func sendSession(addr string, conn int, n int64, next *atomic.Int64, body []byte
 	all := []byte(strings.Join(envelope, ""))
 	msg := make([]byte, 0, 64+len(body))
 	for {
-		i := next.Add(1) - 1
-		if i >= n {
+		i := first + next.Add(1) - 1
+		if i >= end {
 			break
 		}
 		if res.start.IsZero() {

@@ -9,8 +9,10 @@
 //
 //	go build -o bin/mxgate ./cmd/mxgate && go run ./e2e/bench -mxgate bin/mxgate
 //
-// Then the clamd scenario (scan.go) and the cluster greylisting scenario
-// (cluster.go); -only runs one of the three.
+// Then the clamd scenario (scan.go), the full-pipeline scenarios against
+// Postfix with rspamd (full.go: through SMTP, and the filters alone on the
+// SpamAssassin corpus) and the cluster greylisting scenario (cluster.go);
+// -only runs one of them.
 //
 // It must run as root (Postfix drops privileges to its own user).
 package main
@@ -37,7 +39,10 @@ var (
 	flagMxgate      = flag.String("mxgate", "", "path of the mxgate binary (empty: skip mxgate)")
 	flagDeliverWait = flag.Duration("deliver-timeout", 2*time.Minute, "how long to wait, after the last 250, for the sink to receive every message")
 
-	flagOnly            = flag.String("only", "", "run only this scenario: relay, scan or cluster (empty: all)")
+	flagOnly            = flag.String("only", "", "run only this scenario: relay, scan, full, filter or cluster (empty: all)")
+	flagSkipFull        = flag.Bool("skip-full", false, "do not run the full-pipeline scenarios (full, filter: rspamd)")
+	flagFullRounds      = flag.Int("full-rounds", 5, "full and filter scenarios: in how many slices each system is driven, taking turns")
+	flagFilterC         = flag.Int("filter-c", 16, "filter scenario: messages checked at once")
 	flagSkipCluster     = flag.Bool("skip-cluster", false, "do not run the cluster greylisting scenario")
 	flagSkipPostgrey    = flag.Bool("skip-postgrey", false, "leave Postfix + postgrey out of the cluster scenario")
 	flagClusterC        = flag.Int("cluster-c", 24, "cluster scenario: concurrent SMTP clients (spread over the nodes)")
@@ -46,7 +51,7 @@ var (
 )
 
 // scenarios are the values of -only, in the order they run.
-var scenarios = []string{"relay", "scan", "cluster"}
+var scenarios = []string{"relay", "scan", "full", "filter", "cluster"}
 
 // scenario reports whether the scenario name runs.
 func scenario(name string) bool { return *flagOnly == "" || *flagOnly == name }
@@ -100,6 +105,9 @@ func run() error {
 	if *flagOnly != "" && !slices.Contains(scenarios, *flagOnly) {
 		return fmt.Errorf("-only %q: want one of %s", *flagOnly, strings.Join(scenarios, ", "))
 	}
+	if *flagFullRounds < 1 || *flagFullRounds > *flagN || *flagFilterC < 1 {
+		return fmt.Errorf("need -full-rounds from 1 to -n, -filter-c >= 1")
+	}
 	if *flagClusterC < 1 || *flagClusterRounds < 1 || *flagClusterDuration > 10*time.Minute ||
 		*flagClusterDuration < time.Duration(*flagClusterRounds)*100*time.Millisecond {
 		return fmt.Errorf("need -cluster-c >= 1, -cluster-rounds >= 1, -cluster-duration of 100ms or more per round and at most 10m")
@@ -114,8 +122,32 @@ func run() error {
 			return err
 		}
 	}
+	if (scenario("full") || scenario("filter")) && *flagMxgate != "" && !*flagSkipFull {
+		if err := benchFullPipeline(); err != nil {
+			return err
+		}
+	}
 	if scenario("cluster") && !*flagSkipCluster {
 		return benchCluster()
+	}
+	return nil
+}
+
+// benchFullPipeline runs the full and filter scenarios on one set of
+// services.
+func benchFullPipeline() error {
+	st, err := startFullStack()
+	if err != nil {
+		return err
+	}
+	defer st.stop()
+	if scenario("full") {
+		if err := benchFullSMTP(st); err != nil {
+			return err
+		}
+	}
+	if scenario("filter") {
+		return benchFilter(st)
 	}
 	return nil
 }
