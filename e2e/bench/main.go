@@ -11,8 +11,8 @@
 //
 // Then the clamd scenario (scan.go), the full-pipeline scenarios against
 // Postfix with rspamd (full.go: through SMTP, and the filters alone on the
-// SpamAssassin corpus) and the cluster greylisting scenario (cluster.go);
-// -only runs one of them.
+// SpamAssassin corpus), the cluster greylisting scenario (cluster.go) and
+// the replicated quarantine (quarantine.go); -only runs one of them.
 //
 // It must run as root (Postfix drops privileges to its own user).
 package main
@@ -39,7 +39,7 @@ var (
 	flagMxgate      = flag.String("mxgate", "", "path of the mxgate binary (empty: skip mxgate)")
 	flagDeliverWait = flag.Duration("deliver-timeout", 2*time.Minute, "how long to wait, after the last 250, for the sink to receive every message")
 
-	flagOnly            = flag.String("only", "", "run only this scenario: relay, scan, full, filter or cluster (empty: all)")
+	flagOnly            = flag.String("only", "", "run only this scenario: relay, scan, full, filter, cluster or quarantine (empty: all)")
 	flagSkipFull        = flag.Bool("skip-full", false, "do not run the full-pipeline scenarios (full, filter: rspamd)")
 	flagFullRounds      = flag.Int("full-rounds", 5, "full and filter scenarios: in how many slices each system is driven, taking turns")
 	flagFilterC         = flag.Int("filter-c", 16, "filter scenario: messages checked at once")
@@ -51,7 +51,7 @@ var (
 )
 
 // scenarios are the values of -only, in the order they run.
-var scenarios = []string{"relay", "scan", "full", "filter", "cluster"}
+var scenarios = []string{"relay", "scan", "full", "filter", "cluster", "quarantine"}
 
 // scenario reports whether the scenario name runs.
 func scenario(name string) bool { return *flagOnly == "" || *flagOnly == name }
@@ -128,7 +128,12 @@ func run() error {
 		}
 	}
 	if scenario("cluster") && !*flagSkipCluster {
-		return benchCluster()
+		if err := benchCluster(); err != nil {
+			return err
+		}
+	}
+	if scenario("quarantine") {
+		return benchQuarantine()
 	}
 	return nil
 }
