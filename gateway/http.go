@@ -29,13 +29,22 @@ type ReadinessProbe struct {
 
 // Access says who may use a route of the AdminMux.
 type Access struct {
-	admin bool
-	what  string // the operation, named in the refusal
+	admin  bool
+	signed bool
+	what   string // the operation, named in the refusal
 }
 
 // Anyone may use the route who can reach the HTTP listener, as /metrics:
 // for reads only (GET and HEAD routes).
 var Anyone = Access{}
+
+// SignedUser routes are open to anyone, with any method, because the
+// handler itself checks a credential the request carries: a signed,
+// expiring token in the URL or the form (the quarantine's user page,
+// whose links are mailed to recipients). Such a handler must refuse every
+// request whose token it has not verified, before reading or changing
+// anything.
+var SignedUser = Access{signed: true}
 
 // AdminOnly routes need the admin token (admin.token_file) as a bearer
 // token, or, when none is configured, a request from loopback (README,
@@ -83,10 +92,15 @@ func NewAdminMux(adminToken string, probes []ReadinessProbe) *AdminMux {
 
 // HandleAPI registers h for pattern, a net/http pattern with its method
 // ("GET /api/v1/cluster/members", "POST /api/v1/cluster/remove"). Every
-// route that changes the node must be AdminOnly: a route open to Anyone
+// route that changes the node must be AdminOnly, or SignedUser when its
+// handler checks a signed token itself: a route open to Anyone
 // that is not GET or HEAD is a programming error, and panics as
 // http.ServeMux does for a bad pattern.
 func (m *AdminMux) HandleAPI(pattern string, h http.Handler, a Access) {
+	if a.signed {
+		m.mux.Handle(pattern, h)
+		return
+	}
 	if !a.admin {
 		method, _, ok := strings.Cut(pattern, " ")
 		if !ok || (method != http.MethodGet && method != http.MethodHead) {

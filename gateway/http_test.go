@@ -375,6 +375,35 @@ func TestAdminMuxChangingRouteNeedsAdmin(t *testing.T) {
 	}
 }
 
+// TestAdminMuxSignedUser: a SignedUser route takes any method without the
+// admin token, from anywhere, and its handler alone decides (here, on a
+// "t" parameter standing for the signed token).
+func TestAdminMuxSignedUser(t *testing.T) {
+	m := NewAdminMux("0123456789abcdef0123", nil)
+	ran := 0
+	m.HandleAPI("POST /user/act", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("t") != "good" {
+			http.Error(w, "bad token", http.StatusForbidden)
+			return
+		}
+		ran++
+		w.WriteHeader(http.StatusOK)
+	}), SignedUser)
+	for _, tc := range []struct {
+		method, path string
+		code, ran    int
+	}{
+		{"POST", "/user/act?t=good", 200, 1},
+		{"POST", "/user/act?t=bad", 403, 1},
+		{"POST", "/user/act", 403, 1},
+		{"GET", "/user/act?t=good", 405, 1},
+	} {
+		if rec := serve(m, tc.method, tc.path, "192.0.2.7:1", ""); rec.Code != tc.code || ran != tc.ran {
+			t.Errorf("%s %s: %d (handler ran %d times), want %d (%d)", tc.method, tc.path, rec.Code, ran, tc.code, tc.ran)
+		}
+	}
+}
+
 // TestAdminMuxReadiness: /readyz is 503 while a probe fails, listing each
 // failing probe by name with its reason, in order, and not the others.
 func TestAdminMuxReadiness(t *testing.T) {

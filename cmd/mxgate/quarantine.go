@@ -54,6 +54,13 @@ type QuarantineSection struct {
 	MaxBytes         ByteSize `yaml:"max_bytes"`
 	OnFull           string   `yaml:"on_full"`
 	Viruses          bool     `yaml:"viruses"`
+	// Report, LinkKeyFile and BaseURL are the users' side
+	// (quarantine_users.go).
+	Report      QuarantineReport `yaml:"report"`
+	LinkKeyFile string           `yaml:"link_key_file"`
+	BaseURL     string           `yaml:"base_url"`
+
+	linkKey []byte // read from LinkKeyFile by validate
 }
 
 func (s *QuarantineSection) setDefaults() {
@@ -72,6 +79,7 @@ func (s *QuarantineSection) validate(failedKeys) ConfigErrors {
 	if s.OnFull != quarantineOnFullTempfail && s.OnFull != quarantineOnFullReject {
 		errs.add("quarantine.on_full", "%q: want tempfail (451) or reject (550)", s.OnFull)
 	}
+	errs = append(errs, s.validateUsers()...)
 	return errs
 }
 
@@ -114,6 +122,7 @@ type nodeQuarantine struct {
 	store    quarantine.Store
 	releaser *quarantine.Releaser
 	keeper   *quarantineKeeper
+	users    *quarantineUsers // nil without quarantine.link_key_file
 	cl       *cluster.Cluster
 	close    func() error
 }
@@ -135,6 +144,9 @@ func openQuarantine(cfg *Config, cl *cluster.Cluster, queue *smarthost.Queue, lo
 	quarantine.ExportMetrics(q.store, maxBytes)
 	q.releaser = &quarantine.Releaser{Store: q.store, Node: cfg.Node.Name, Spool: quarantine.QueueSpooler{Queue: queue}, Logger: logger}
 	q.keeper = &quarantineKeeper{store: q.store, node: cfg.Node.Name, sec: cfg.Quarantine}
+	if err := q.openUsers(cfg, queue, logger); err != nil {
+		return nil, err
+	}
 	return q, nil
 }
 
@@ -145,6 +157,9 @@ func (q *nodeQuarantine) run(ctx context.Context, logger *slog.Logger) {
 	defer recoverTick.Stop()
 	expire := time.NewTicker(quarantineExpireInterval)
 	defer expire.Stop()
+	if q.users != nil && q.users.sender != nil {
+		go q.users.runReports(ctx, q.cl, logger)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -250,11 +265,13 @@ type quarantineAllowed struct {
 
 // registerQuarantineAPI serves the quarantine under /api/v1/quarantine,
 // every route behind the admin token: list (filters and paging), show (the
-// headers and a plain-text preview), raw, release, delete, allow. The user
-// pages and the daily report will sit next to these with their own
-// signed links.
+// headers and a plain-text preview), raw, release, delete, allow. With a
+// link key, the users' page (quarantine_users.go) is served next to it.
 func registerQuarantineAPI(m *gateway.AdminMux, q *nodeQuarantine, listStore lists.Store, logger *slog.Logger) {
 	admin := gateway.AdminOnly("the quarantine")
+	if q.users != nil {
+		q.users.page.Register(m)
+	}
 	m.HandleAPI("GET /api/v1/quarantine", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := quarantineFilter(r.URL.Query())
 		if err != nil {
