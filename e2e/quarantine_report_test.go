@@ -31,44 +31,8 @@ var (
 // HTML body are shown escaped, as text); the page's release button (a
 // POST) delivers the message once; a later report lists only what is new.
 func TestQuarantineReport(t *testing.T) {
-	be := smtptest.Start(t)
-	key := []byte("e2e-quarantine-link-key-32-bytes!")
-	keyFile := filepath.Join(t.TempDir(), "link.key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, nodeOptions{backends: []string{be.Addr()},
-		env:   []string{"MXGATE_QUARANTINE_REPORT_INTERVAL=1s"},
-		extra: "spam: {scores: {GTUBE: 9}}\nquarantine: {link_key_file: " + `"` + keyFile + `"` + ", report: {at: \"07:00\"}}\n"})
-	send := func(rcpt, msg string) {
-		t.Helper()
-		c, _ := dialHello(t, n.inbound)
-		rep, err := c.sendMessage("offers@spam.e2e-quarantine.test", []string{rcpt}, []byte(msg))
-		if err != nil || !rep.is("250 2.0.0") {
-			t.Fatalf("e2e: send to %s: %q %v", rcpt, rep, err)
-		}
-	}
-	reportsTo := func(rcpt string) []string {
-		var out []string
-		for _, d := range be.Deliveries() {
-			if len(d.Rcpts) == 1 && d.Rcpts[0] == rcpt && strings.HasPrefix(d.Header("Subject"), "Quarantine: ") {
-				if d.From != "postmaster@e2e.test" || d.Header("From") != "Mail gateway <postmaster@e2e.test>" {
-					t.Errorf("e2e: report from %q / %q", d.From, d.Header("From"))
-				}
-				out = append(out, strings.ReplaceAll(string(d.Data), "\r\n", "\n"))
-			}
-		}
-		return out
-	}
-	waitReports := func(rcpt string, k int) []string {
-		t.Helper()
-		var got []string
-		wait.For(t, 30*time.Second, "quarantine report to "+rcpt, func() (bool, string) {
-			got = reportsTo(rcpt)
-			return len(got) >= k, ""
-		})
-		return got
-	}
+	r := startReportNode(t)
+	n, be, key, send, reportsTo, waitReports := r.n, r.be, r.key, r.send, r.reportsTo, r.waitReports
 	deliveriesOf := func(mid string) int {
 		k := 0
 		for _, d := range be.Deliveries() {
@@ -212,4 +176,62 @@ func TestQuarantineReport(t *testing.T) {
 	if v, ok, _ := n.metric("mxgate_quarantine_reports_total"); !ok || v != 3 {
 		t.Errorf("e2e: mxgate_quarantine_reports_total = %v, want 3", v)
 	}
+}
+
+// reportNode is a node with a link key, quarantining GTUBE (score 9) and
+// sending reports every second, and its backend.
+type reportNode struct {
+	n   *node
+	be  *smtptest.Server
+	key []byte
+	t   *testing.T
+}
+
+func startReportNode(t *testing.T) *reportNode {
+	t.Helper()
+	be := smtptest.Start(t)
+	key := []byte("e2e-quarantine-link-key-32-bytes!")
+	keyFile := filepath.Join(t.TempDir(), "link.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()},
+		env:   []string{"MXGATE_QUARANTINE_REPORT_INTERVAL=1s"},
+		extra: "spam: {scores: {GTUBE: 9}}\nquarantine: {link_key_file: " + `"` + keyFile + `"` + ", report: {at: \"07:00\"}}\n"})
+	return &reportNode{n: n, be: be, key: key, t: t}
+}
+
+// send sends msg to rcpt; it must be answered 250.
+func (r *reportNode) send(rcpt, msg string) {
+	r.t.Helper()
+	c, _ := dialHello(r.t, r.n.inbound)
+	rep, err := c.sendMessage("offers@spam.e2e-quarantine.test", []string{rcpt}, []byte(msg))
+	if err != nil || !rep.is("250 2.0.0") {
+		r.t.Fatalf("e2e: send to %s: %q %v", rcpt, rep, err)
+	}
+}
+
+// reportsTo are the reports the backend got for rcpt, LF line ends.
+func (r *reportNode) reportsTo(rcpt string) []string {
+	var out []string
+	for _, d := range r.be.Deliveries() {
+		if len(d.Rcpts) == 1 && d.Rcpts[0] == rcpt && strings.HasPrefix(d.Header("Subject"), "Quarantine: ") {
+			if d.From != "postmaster@e2e.test" || d.Header("From") != "Mail gateway <postmaster@e2e.test>" {
+				r.t.Errorf("e2e: report from %q / %q", d.From, d.Header("From"))
+			}
+			out = append(out, strings.ReplaceAll(string(d.Data), "\r\n", "\n"))
+		}
+	}
+	return out
+}
+
+// waitReports waits for k reports to rcpt.
+func (r *reportNode) waitReports(rcpt string, k int) []string {
+	r.t.Helper()
+	var got []string
+	wait.For(r.t, 30*time.Second, "quarantine report to "+rcpt, func() (bool, string) {
+		got = r.reportsTo(rcpt)
+		return len(got) >= k, ""
+	})
+	return got
 }

@@ -15,6 +15,8 @@
 #   rspamd                    the rspamd check's e2e test runs a private
 #                             instance of Debian's rspamd with its stock
 #                             configuration
+#   chromium                  the quarantine page's browser test: headless
+#                             Chromium renders a local file (--dump-dom)
 #   postgrey                  with --bench only: the greylisting peer of
 #                             `make bench`
 #   _rspamd user              with --bench only: `make bench` runs its
@@ -68,6 +70,7 @@ install_packages() {
   { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
   [ -n "$(sbin redis-server)" ] || need+=(redis-server)
   { [ -n "$(sbin rspamd)" ] && [ -f /etc/rspamd/rspamd.conf ]; } || need+=(rspamd)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
   if [ "$bench" = 1 ] && [ -z "$(sbin postgrey)" ]; then
     need+=(postgrey)
   fi
@@ -244,6 +247,22 @@ check_rspamd_user() {
   getent passwd _rspamd >/dev/null 2>&1 || fail "rspamd: no _rspamd user (reinstall the Debian package rspamd)"
 }
 
+# check_chromium: headless Chromium, as the e2e test runs it, renders a
+# file and runs its script.
+check_chromium() {
+  local dir out
+  command -v chromium >/dev/null 2>&1 || fail "chromium: not installed (Debian package chromium)"
+  dir="$(mktemp -d /tmp/install-deps.XXXXXX)"
+  printf '<html><body><p id="x">static</p><script>document.getElementById("x").textContent="rendered"</script></body></html>' >"$dir/t.html"
+  out="$(timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking --no-first-run \
+    --user-data-dir="$dir/profile" --dump-dom "file://$dir/t.html" 2>/dev/null || true)"
+  rm -rf "$dir"
+  case "$out" in
+    *'<p id="x">rendered</p>'*) ;;
+    *) fail "chromium: headless --dump-dom did not render a test page" ;;
+  esac
+}
+
 check_postgrey() {
   local bin out
   bin="$(sbin postgrey)"
@@ -261,6 +280,7 @@ check_staticcheck
 check_clamd
 check_redis
 check_rspamd
+check_chromium
 [ "$bench" = 0 ] || check_postgrey
 [ "$bench" = 0 ] || check_rspamd_user
-echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR), redis-server (PING), rspamd$([ "$bench" = 0 ] || echo ', postgrey, _rspamd user')"
+echo "install-deps: ok: swaks with TLS, smtp-source -> smtp-sink, promtool, prometheus, staticcheck, clamd (PING, EICAR), redis-server (PING), rspamd, chromium (headless)$([ "$bench" = 0 ] || echo ', postgrey, _rspamd user')"
