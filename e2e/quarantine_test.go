@@ -139,3 +139,47 @@ func TestQuarantineRejectedCopy(t *testing.T) {
 		t.Errorf("e2e: the rejected copy lacks its verdict:\n%s", raw[:min(len(raw), 600)])
 	}
 }
+
+// Report as spam or ham (issue 13), through the CLI: Bayes learns each
+// message once; the spam is deleted and never delivered, the ham
+// released and delivered once.
+func TestQuarantineReportAs(t *testing.T) {
+	be := smtptest.Start(t)
+	n := startNode(t, nodeOptions{backends: []string{be.Addr()}, extra: "spam: {scores: {GTUBE: 9}}\n"})
+	api := "http://" + n.http
+	quarantined := func(mid string) string {
+		t.Helper()
+		c, _ := dialHello(t, n.inbound)
+		rep, err := c.sendMessage("offers@spam.e2e-quarantine.test", []string{"user@e2e.test"}, []byte(
+			"From: offers@spam.e2e-quarantine.test\r\nTo: user@e2e.test\r\nSubject: an offer\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\n"+
+				"Message-ID: <"+mid+"@client.e2e.test>\r\n\r\n"+gtube+"\r\n"))
+		_, id, ok := strings.Cut(rep.String(), "queued as ")
+		if id = strings.TrimSpace(id); err != nil || !rep.is("250 2.0.0") || !ok || id == "" {
+			t.Fatalf("e2e: quarantine-level message: %q %v", rep, err)
+		}
+		return id
+	}
+	spam, ham := quarantined("rs1"), quarantined("rh1")
+	if out := runCLI(t, "quarantine", "report-spam", "-http", api, "-by", "e2e-admin", spam); !strings.Contains(out, "learnt "+spam+" as spam") {
+		t.Errorf("e2e: report-spam said %q", out)
+	}
+	if out := runCLI(t, "quarantine", "report-ham", "-http", api, "-by", "e2e-admin", ham); !strings.Contains(out, "learnt "+ham+" as ham; released") {
+		t.Errorf("e2e: report-ham said %q", out)
+	}
+	waitDelivery(t, be, "<rh1@client.e2e.test>")
+	cmd := exec.Command(mxgateBin, "quarantine", "report-ham", "-http", api, ham)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "already released") {
+		t.Errorf("e2e: second report-ham: %v %q, want a refusal", err, out)
+	}
+	if ls := runCLI(t, "quarantine", "ls", "-http", api, "-state", "deleted"); !strings.Contains(ls, spam) {
+		t.Errorf("e2e: reported spam not deleted: %q", ls)
+	}
+	if evs := n.findEvents("event", "quarantine_report_as"); len(evs) != 2 {
+		t.Errorf("e2e: quarantine_report_as lines: %v", evs)
+	}
+	for _, d := range be.Deliveries() {
+		if smtptest.HeaderValue(d.Data, "Message-ID") == "<rs1@client.e2e.test>" {
+			t.Error("e2e: the message reported as spam was delivered")
+		}
+	}
+}

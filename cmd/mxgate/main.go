@@ -45,7 +45,7 @@ Usage:
   mxgate serve -config FILE          run a node
   mxgate check-config -config FILE   validate a configuration file; one line per problem
   mxgate lists ls|add|rm              the allow and block lists, through a node's HTTP API
-  mxgate quarantine ls|show|release|rm|allow
+  mxgate quarantine ls|show|release|rm|allow|report-spam|report-ham
                                      the quarantine, through a node's HTTP API
   mxgate bayes train -config FILE --ham DIR --spam DIR
                                      teach Bayes from maildirs, mboxes or folders of messages
@@ -215,6 +215,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		clamdHealth = clamav.NewHealth(scanner, logger)
 	}
 	var extra []filter.BodyCheck
+	var bayesCheck *bayes.Check
 	if cfg.Spam.Enabled && cfg.Bayes.Enabled {
 		store, where, err := cfg.openBayes()
 		if err != nil {
@@ -222,7 +223,8 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		}
 		defer store.Close()
 		logger.Info("bayes store", "event", "config", "store", where, "min_learns", cfg.Bayes.MinLearns)
-		extra = append(extra, &bayes.Check{Store: store, Features: bayes.DefaultFeatures, MinLearns: int64(cfg.Bayes.MinLearns), Logger: logger})
+		bayesCheck = &bayes.Check{Store: store, Features: bayes.DefaultFeatures, MinLearns: int64(cfg.Bayes.MinLearns), Logger: logger}
+		extra = append(extra, bayesCheck)
 	}
 	inbound, relay, err := cfg.policies(checkDeps{resolver: resolver, scanner: scanner, health: clamdHealth, grey: grey,
 		lists: listStore, extra: extra, logger: logger})
@@ -235,6 +237,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			return fmt.Errorf("quarantine: %w", err)
 		}
 		defer quar.close()
+		quar.bayes = bayesCheck
 		inbound.Quarantine = quar.keeper
 	}
 	for _, l := range []struct {

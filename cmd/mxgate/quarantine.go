@@ -23,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mxgate/mxgate/cluster"
+	"github.com/mxgate/mxgate/filter/bayes"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/lists"
 	"github.com/mxgate/mxgate/quarantine"
@@ -123,6 +124,7 @@ type nodeQuarantine struct {
 	releaser *quarantine.Releaser
 	keeper   *quarantineKeeper
 	users    *quarantineUsers // nil without quarantine.link_key_file
+	bayes    *bayes.Check     // nil with Bayes off: report as spam/ham answers 409
 	cl       *cluster.Cluster
 	close    func() error
 }
@@ -329,6 +331,31 @@ func registerQuarantineAPI(m *gateway.AdminMux, q *nodeQuarantine, listStore lis
 		}
 		gateway.WriteJSON(w, http.StatusOK, e)
 	}), admin)
+	m.HandleAPI("POST /api/v1/quarantine/{id}/report", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var spam bool
+		switch as := r.URL.Query().Get("as"); as {
+		case "spam":
+			spam = true
+		case "ham":
+		default:
+			gateway.WriteJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("as=%q: want as=spam or as=ham", as)})
+			return
+		}
+		by, ok := actionBy(w, r)
+		if !ok {
+			return
+		}
+		e, err := q.report(r.Context(), r.PathValue("id"), by, spam, logger)
+		if err != nil {
+			if errors.Is(err, errBayesOff) {
+				gateway.WriteJSON(w, http.StatusConflict, apiError{Error: err.Error()})
+				return
+			}
+			quarantineError(w, err)
+			return
+		}
+		gateway.WriteJSON(w, http.StatusOK, e)
+	}), admin)
 	m.HandleAPI("DELETE /api/v1/quarantine/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		by, ok := actionBy(w, r)
 		if !ok {
@@ -373,6 +400,59 @@ func registerQuarantineAPI(m *gateway.AdminMux, q *nodeQuarantine, listStore lis
 		}
 		gateway.WriteJSON(w, http.StatusOK, quarantineAllowed{Entry: e, Allowed: le})
 	}), admin)
+}
+
+var errBayesOff = errors.New("bayes is off on this node (spam.enabled and bayes.enabled): nothing to train; release or rm the message instead")
+
+// report trains Bayes with entry id as spam or ham, then deletes (spam)
+// or releases (ham) it. The learning comes first, so that a Bayes store
+// that fails leaves the entry as it was; if the entry then cannot be
+// deleted or released (another report, a release or a delete won), the
+// learning is taken back, so a message is learnt once per entry.
+func (q *nodeQuarantine) report(ctx context.Context, id, by string, spam bool, logger *slog.Logger) (quarantine.Entry, error) {
+	if q.bayes == nil {
+		return quarantine.Entry{}, errBayesOff
+	}
+	e, err := q.store.Get(ctx, id)
+	if err != nil {
+		return quarantine.Entry{}, err
+	}
+	switch e.State {
+	case quarantine.StateReleased:
+		return quarantine.Entry{}, fmt.Errorf("%w: %s", quarantine.ErrReleased, id)
+	case quarantine.StateDeleted:
+		return quarantine.Entry{}, fmt.Errorf("%w: %s", quarantine.ErrDeleted, id)
+	}
+	body, err := q.store.Body(ctx, id)
+	if err != nil {
+		return quarantine.Entry{}, err
+	}
+	doc, err := bayes.ParseMessage(body)
+	body.Close()
+	if err != nil {
+		return quarantine.Entry{}, fmt.Errorf("quarantine: reading %s: %w", id, err)
+	}
+	if err := q.bayes.Learn(ctx, doc, spam); err != nil {
+		return quarantine.Entry{}, err
+	}
+	class := "ham"
+	if spam {
+		class = "spam"
+		e, err = q.store.Delete(ctx, id, by, time.Now())
+		if err == nil {
+			quarantine.ObserveDelete()
+		}
+	} else {
+		e, err = q.releaser.Release(ctx, id, by)
+	}
+	if err != nil {
+		if uerr := q.bayes.Unlearn(context.WithoutCancel(ctx), doc, spam); uerr != nil {
+			logger.Warn("taking back a quarantine report's learning", "event", "quarantine_report_as", "quarantine_id", id, "as", class, "error", uerr.Error())
+		}
+		return quarantine.Entry{}, err
+	}
+	logger.Info("quarantined message reported", "event", "quarantine_report_as", "quarantine_id", id, "as", class, "by", by)
+	return e, nil
 }
 
 // actionBy reads who acts: the request's "by", else the client address.
@@ -440,6 +520,8 @@ const quarantineUsage = `Usage:
   mxgate quarantine release [-config FILE | -http URL] [-by NAME] ID  deliver it to its recipients, once
   mxgate quarantine rm      [-config FILE | -http URL] [-by NAME] ID  delete it
   mxgate quarantine allow   [-config FILE | -http URL] [-by NAME] ID  add its sender to the allow list, then release it
+  mxgate quarantine report-spam [-config FILE | -http URL] [-by NAME] ID  train Bayes with it as spam, then delete it
+  mxgate quarantine report-ham  [-config FILE | -http URL] [-by NAME] ID  train Bayes with it as ham, then release it
 Times are RFC 3339 (2026-03-02T10:00:00Z).
 `
 
@@ -453,7 +535,7 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, quarantineUsage)
 		return 0
 	}
-	want := map[string]int{"ls": 0, "show": 1, "release": 1, "rm": 1, "allow": 1}
+	want := map[string]int{"ls": 0, "show": 1, "release": 1, "rm": 1, "allow": 1, "report-spam": 1, "report-ham": 1}
 	n, ok := want[sub]
 	if !ok {
 		fmt.Fprintf(stderr, "mxgate quarantine: unknown command %q\n\n%s", sub, quarantineUsage)
@@ -519,6 +601,16 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) int {
 		var e quarantine.Entry
 		if err = api.doBody(http.MethodDelete, "/api/v1/quarantine/"+id, action, &e); err == nil {
 			fmt.Fprintf(stdout, "deleted %s\n", e.ID)
+		}
+	case "report-spam", "report-ham":
+		var e quarantine.Entry
+		as := strings.TrimPrefix(sub, "report-")
+		if err = api.doBody(http.MethodPost, "/api/v1/quarantine/"+id+"/report?as="+as, action, &e); err == nil {
+			if as == "spam" {
+				fmt.Fprintf(stdout, "learnt %s as spam; deleted\n", e.ID)
+			} else {
+				fmt.Fprintf(stdout, "learnt %s as ham; released to %s (queue id %s)\n", e.ID, strings.Join(e.Recipients, ", "), e.QueueID)
+			}
 		}
 	case "allow":
 		var a quarantineAllowed

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/filter/bayes"
 	"github.com/mxgate/mxgate/gateway"
 	"github.com/mxgate/mxgate/quarantine"
 )
@@ -166,4 +167,83 @@ type recordingSpooler struct{ n int }
 func (s *recordingSpooler) Spool(context.Context, quarantine.Spooled) (string, error) {
 	s.n++
 	return "queued1", nil
+}
+
+// Report as spam or ham: 409 with Bayes off; with it, one learn of the
+// right class, then spam is deleted and ham released, once; a second
+// report takes nothing in.
+func TestQuarantineReportAs(t *testing.T) {
+	dir := t.TempDir()
+	store, err := quarantine.OpenLocal(filepath.Join(dir, "q.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	for _, id := range []string{"s1", "h1"} {
+		e := quarantine.Entry{ID: id, Time: time.Now(), Node: "mx1", Sender: "a@b.example", Recipients: []string{"u@e.example"},
+			Reason: quarantine.ReasonSpam, ExpiresAt: time.Now().Add(time.Hour)}
+		if _, err := store.Put(ctx, e, strings.NewReader("Subject: cheap pills "+id+"\r\n\r\nbuy cheap pills now\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp := &recordingSpooler{}
+	q := &nodeQuarantine{store: store, releaser: &quarantine.Releaser{Store: store, Node: "mx1", Spool: sp}}
+	mux := gateway.NewAdminMux("", nil)
+	registerQuarantineAPI(mux, q, nil, discardLogger())
+	do := func(path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", path, strings.NewReader(`{"by":"alice"}`))
+		r.RemoteAddr = "127.0.0.1:1234"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w
+	}
+	if w := do("/api/v1/quarantine/s1/report?as=spam"); w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "bayes is off") {
+		t.Errorf("bayes off: %d %s", w.Code, w.Body)
+	}
+	bs, err := bayes.OpenBolt(filepath.Join(dir, "bayes.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	q.bayes = &bayes.Check{Store: bs, Features: bayes.DefaultFeatures}
+	learned := func() (int64, int64) {
+		h, s, err := bs.Learned(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, s
+	}
+	if w := do("/api/v1/quarantine/s1/report?as=maybe"); w.Code != http.StatusBadRequest {
+		t.Errorf("as=maybe: %d", w.Code)
+	}
+	if w := do("/api/v1/quarantine/s1/report?as=spam"); w.Code != 200 {
+		t.Fatalf("spam: %d %s", w.Code, w.Body)
+	}
+	if h, s := learned(); h != 0 || s != 1 {
+		t.Errorf("after spam: %d ham, %d spam learnt", h, s)
+	}
+	if e, _ := store.Get(ctx, "s1"); e.State != quarantine.StateDeleted || e.By != "alice" || sp.n != 0 {
+		t.Errorf("spam: %+v, %d spooled", e, sp.n)
+	}
+	if w := do("/api/v1/quarantine/s1/report?as=spam"); w.Code != http.StatusConflict {
+		t.Errorf("second spam report: %d", w.Code)
+	}
+	if w := do("/api/v1/quarantine/h1/report?as=ham"); w.Code != 200 || sp.n != 1 {
+		t.Fatalf("ham: %d %s, %d spooled", w.Code, w.Body, sp.n)
+	}
+	if h, s := learned(); h != 1 || s != 1 {
+		t.Errorf("after ham: %d ham, %d spam learnt", h, s)
+	}
+	if e, _ := store.Get(ctx, "h1"); e.State != quarantine.StateReleased {
+		t.Errorf("ham: %+v", e)
+	}
+	for _, as := range []string{"ham", "spam"} {
+		if w := do("/api/v1/quarantine/h1/report?as=" + as); w.Code != http.StatusConflict || sp.n != 1 {
+			t.Errorf("%s report of a released entry: %d, %d spooled", as, w.Code, sp.n)
+		}
+	}
+	if h, s := learned(); h != 1 || s != 1 {
+		t.Errorf("after the refused reports: %d ham, %d spam learnt", h, s)
+	}
 }
