@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mxgate/mxgate/greylist"
+	"github.com/mxgate/mxgate/quarantine"
 )
 
 // listDomain is a domain registered only in tests, shaped like the sender
@@ -187,10 +188,14 @@ func TestLogFormatUnchanged(t *testing.T) {
 		}
 	}
 	// Types 5 and 6 came with the allow and block lists, 7 to 11 with
-	// the quarantine.
+	// the quarantine, 12 with the quarantine report's time.
 	if want := []string{"greylist_put_triplet", "greylist_put_network", "expire", "chunk", "lists_put", "lists_delete",
-		"quarantine_put", "quarantine_claim", "quarantine_confirm", "quarantine_unclaim", "quarantine_delete"}; !slices.Equal(types, want) {
+		"quarantine_put", "quarantine_claim", "quarantine_confirm", "quarantine_unclaim", "quarantine_delete",
+		"quarantine_report_sent"}; !slices.Equal(types, want) {
 		t.Errorf("types 1.. are %v, want %v", types, want)
+	}
+	if got, want := EncodeQuarantineReportSent(quarantine.ReportSentRequest{At: t0}), []byte("\x8c{\"at\":\"2026-11-23T12:00:00Z\"}"); !bytes.Equal(got, want) {
+		t.Errorf("report_sent encodes as %q, want %q", got, want)
 	}
 	var buckets []string
 	for b := range defaultRegistry.bucketOwner {

@@ -27,6 +27,8 @@ const (
 	CmdQuarantineConfirm CommandType = 9
 	CmdQuarantineUnclaim CommandType = 10
 	CmdQuarantineDelete  CommandType = 11
+	// CmdQuarantineReportSent records the time the daily report covered.
+	CmdQuarantineReportSent CommandType = 12
 )
 
 func init() {
@@ -39,6 +41,7 @@ func init() {
 			{CmdQuarantineConfirm, "quarantine_confirm", applyQuarantineConfirm},
 			{CmdQuarantineUnclaim, "quarantine_unclaim", applyQuarantineUnclaim},
 			{CmdQuarantineDelete, "quarantine_delete", applyQuarantineDelete},
+			{CmdQuarantineReportSent, "quarantine_report_sent", applyQuarantineReportSent},
 		},
 		expire: func(tx *bolt.Tx, now time.Time) map[string]int {
 			n, err := quarantine.ExpireTx(tx, now)
@@ -59,6 +62,8 @@ type QuarantineResult struct {
 	Entry *quarantine.Entry `json:"entry,omitempty"`
 	Code  string            `json:"code,omitempty"`
 	Error string            `json:"error,omitempty"`
+	// ReportSent answers CmdQuarantineReportSent: the time recorded.
+	ReportSent time.Time `json:"report_sent,omitzero"`
 }
 
 // EncodeQuarantinePut returns the command storing a new entry with its
@@ -94,6 +99,12 @@ func EncodeQuarantineUnclaim(req quarantine.UnclaimRequest) []byte {
 // EncodeQuarantineDelete returns the command deleting an entry.
 func EncodeQuarantineDelete(req quarantine.DeleteRequest) []byte {
 	return encodeJSON(CmdQuarantineDelete|IgnorableFlag, req)
+}
+
+// EncodeQuarantineReportSent returns the command recording the time the
+// daily report covered.
+func EncodeQuarantineReportSent(req quarantine.ReportSentRequest) []byte {
+	return encodeJSON(CmdQuarantineReportSent|IgnorableFlag, req)
 }
 
 // quarantineAnswer turns a quarantine transaction's outcome into the
@@ -147,6 +158,16 @@ func applyQuarantineDelete(_ *FSM, tx *bolt.Tx, payload []byte) any {
 	return quarantineAnswer(CmdQuarantineDelete, e, err)
 }
 
+func applyQuarantineReportSent(_ *FSM, tx *bolt.Tx, payload []byte) any {
+	var req quarantine.ReportSentRequest
+	decodeJSON(CmdQuarantineReportSent, payload, &req)
+	at, err := quarantine.ReportSentTx(tx, req)
+	if err != nil {
+		return quarantineAnswer(CmdQuarantineReportSent, quarantine.Entry{}, err)
+	}
+	return QuarantineResult{ReportSent: at}
+}
+
 // view runs fn in a read transaction of this node's copy.
 func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 	f.mu.RLock()
@@ -176,6 +197,19 @@ func NewQuarantineStore(n *Node, maxBytes int64) *QuarantineStore {
 }
 
 func (s *QuarantineStore) apply(ctx context.Context, cmd []byte) (quarantine.Entry, error) {
+	r, err := s.applyResult(ctx, cmd)
+	if err != nil {
+		return quarantine.Entry{}, err
+	}
+	if r.Entry == nil {
+		return quarantine.Entry{}, fmt.Errorf("quarantine: empty response from the leader (an older version?)")
+	}
+	return *r.Entry, nil
+}
+
+// applyResult commits cmd and returns its result, or the quarantine
+// error it was refused with.
+func (s *QuarantineStore) applyResult(ctx context.Context, cmd []byte) (QuarantineResult, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultQuarantineWriteTimeout)
@@ -183,7 +217,7 @@ func (s *QuarantineStore) apply(ctx context.Context, cmd []byte) (quarantine.Ent
 	}
 	resp, err := s.node.Apply(ctx, cmd)
 	if err != nil {
-		return quarantine.Entry{}, fmt.Errorf("quarantine: %w", err)
+		return QuarantineResult{}, fmt.Errorf("quarantine: %w", err)
 	}
 	var r QuarantineResult
 	switch v := resp.(type) {
@@ -195,16 +229,13 @@ func (s *QuarantineStore) apply(ctx context.Context, cmd []byte) (quarantine.Ent
 			err = json.Unmarshal(b, &r)
 		}
 		if err != nil {
-			return quarantine.Entry{}, fmt.Errorf("quarantine: response %v: %w", resp, err)
+			return QuarantineResult{}, fmt.Errorf("quarantine: response %v: %w", resp, err)
 		}
 	}
 	if r.Code != "" {
-		return quarantine.Entry{}, quarantine.ErrorOf(r.Code, r.Error)
+		return QuarantineResult{}, quarantine.ErrorOf(r.Code, r.Error)
 	}
-	if r.Entry == nil {
-		return quarantine.Entry{}, fmt.Errorf("quarantine: empty response from the leader (an older version?)")
-	}
-	return *r.Entry, nil
+	return r, nil
 }
 
 // Put implements quarantine.Store.
@@ -286,4 +317,24 @@ func (s *QuarantineStore) Stats(context.Context) (quarantine.Stats, error) {
 		return nil
 	})
 	return st, err
+}
+
+// ReportSent implements quarantine.Store: a command, so every node (and
+// the snapshots) keep the time, and a new leader reports from it.
+func (s *QuarantineStore) ReportSent(ctx context.Context, at time.Time) error {
+	r, err := s.applyResult(ctx, EncodeQuarantineReportSent(quarantine.ReportSentRequest{At: at}))
+	if err == nil && r.ReportSent.IsZero() {
+		return fmt.Errorf("quarantine: the leader did not record the report time (an older version?)")
+	}
+	return err
+}
+
+// LastReport implements quarantine.Store, from this node's copy.
+func (s *QuarantineStore) LastReport(context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.node.fsm.view(func(tx *bolt.Tx) error {
+		t = quarantine.LastReportTx(tx)
+		return nil
+	})
+	return t, err
 }

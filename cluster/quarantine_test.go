@@ -133,3 +133,40 @@ func TestQuarantinePutWithoutQuorum(t *testing.T) {
 		t.Fatalf("put without quorum: %v, want a store failure", err)
 	}
 }
+
+// The daily report's time (issue 13) is a command: recorded through one
+// leader, a new leader reads it after the old one is gone, never moves it
+// back, and moves it forward on every node.
+func TestQuarantineReportTimeSurvivesLeaderChange(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	ctx := context.Background()
+	first := tc.waitLeader()
+	at := t0.Add(7*time.Hour + 42*time.Nanosecond)
+	if err := NewQuarantineStore(tc.nodes[first], 0).ReportSent(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	tc.stop(first)
+	second := tc.waitLeader()
+	s := NewQuarantineStore(tc.nodes[second], 0)
+	waitFor(t, 5*time.Second, "the report time on the new leader", func() bool {
+		last, err := s.LastReport(ctx)
+		return err == nil && last.Equal(at)
+	})
+	if err := s.ReportSent(ctx, at.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := s.LastReport(ctx); !last.Equal(at) {
+		t.Errorf("an older report time moved the record back to %v", last)
+	}
+	later := at.Add(24 * time.Hour)
+	if err := NewQuarantineStore(tc.nodes[tc.follower(second)], 0).ReportSent(ctx, later); err != nil {
+		t.Fatalf("recorded through a follower: %v", err)
+	}
+	for _, i := range tc.running() {
+		s := NewQuarantineStore(tc.nodes[i], 0)
+		waitFor(t, 5*time.Second, "the later report time on every node", func() bool {
+			last, err := s.LastReport(ctx)
+			return err == nil && last.Equal(later)
+		})
+	}
+}

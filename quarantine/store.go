@@ -36,6 +36,12 @@ type Store interface {
 	// nothing.
 	Expire(ctx context.Context, now time.Time) (int, error)
 	Stats(ctx context.Context) (Stats, error)
+	// ReportSent records that the daily report covered up to at (the
+	// record never moves back); LastReport reads it (zero: never). In a
+	// cluster it is replicated, so a new leader reports from where the
+	// old one stopped.
+	ReportSent(ctx context.Context, at time.Time) error
+	LastReport(ctx context.Context) (time.Time, error)
 }
 
 // LocalStore is the quarantine of a standalone node: a bbolt file in the
@@ -206,6 +212,24 @@ func (s *LocalStore) Stats(ctx context.Context) (Stats, error) {
 		return nil
 	})
 	return st, err
+}
+
+// ReportSent implements Store.
+func (s *LocalStore) ReportSent(ctx context.Context, at time.Time) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		_, err := ReportSentTx(tx, ReportSentRequest{At: at})
+		return err
+	})
+}
+
+// LastReport implements Store.
+func (s *LocalStore) LastReport(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		t = LastReportTx(tx)
+		return nil
+	})
+	return t, err
 }
 
 // IsRefusal reports whether err is a store's refusal of a request (one

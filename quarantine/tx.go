@@ -31,6 +31,9 @@ var (
 	statEntries = []byte("entries")
 	statHeld    = []byte("held")
 	statBytes   = []byte("bytes")
+	// statReportSent is the end of the period the last daily report
+	// covered, Unix nanoseconds (absent: never).
+	statReportSent = []byte("report_sent")
 )
 
 // PutRequest is a Put as it travels: the entry and the cap it is checked
@@ -73,6 +76,36 @@ type DeleteRequest struct {
 	ID string    `json:"id"`
 	By string    `json:"by,omitempty"`
 	At time.Time `json:"at"`
+}
+
+// ReportSentRequest records that the daily report covered up to At.
+type ReportSentRequest struct {
+	At time.Time `json:"at"`
+}
+
+// ReportSentTx records the time the last report covered; the record only
+// moves forward (a command applied late or twice changes nothing), and
+// the time it holds is returned.
+func ReportSentTx(tx *bolt.Tx, req ReportSentRequest) (time.Time, error) {
+	if req.At.IsZero() || req.At.UnixNano() <= 0 {
+		return time.Time{}, fmt.Errorf("%w: report time %v", ErrInvalid, req.At)
+	}
+	if last := LastReportTx(tx); !req.At.After(last) {
+		return last, nil
+	}
+	if err := tx.Bucket(BucketStats).Put(statReportSent, binary.BigEndian.AppendUint64(nil, uint64(req.At.UnixNano()))); err != nil {
+		return time.Time{}, fmt.Errorf("quarantine: storing the report time: %w", err)
+	}
+	return time.Unix(0, req.At.UnixNano()).UTC(), nil
+}
+
+// LastReportTx is the time the last report covered (zero: none yet).
+func LastReportTx(tx *bolt.Tx) time.Time {
+	v := tx.Bucket(BucketStats).Get(statReportSent)
+	if len(v) != 8 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
 }
 
 // CreateBuckets makes the quarantine's buckets in tx.

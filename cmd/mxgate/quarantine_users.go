@@ -25,8 +25,10 @@ const (
 	// quarantineReportSettle leaves the entries of the last minutes
 	// before a report to the next one, so that none falls between two.
 	quarantineReportSettle = 10 * time.Minute
-	// quarantineReportState is the file, in data_dir, with the time the
-	// last report covered.
+	// quarantineReportState is the file, in data_dir, where earlier
+	// versions kept the time the last report covered; now the quarantine
+	// store keeps it (replicated in a cluster), and the file is only read
+	// until the store has a time.
 	quarantineReportState = "quarantine-report.json"
 	// envReportInterval is a test hook: reports every interval (at least
 	// 1s) instead of daily at quarantine.report.at.
@@ -128,20 +130,21 @@ func (q *nodeQuarantine) openUsers(cfg *Config, queue *smarthost.Queue, logger *
 		Store: q.store,
 		Composer: report.Composer{From: "postmaster@" + domain, Hostname: cfg.Hostname,
 			Links: userpage.Links{Base: quarantineBaseURL(cfg), Signer: signer}},
-		Mailer:    report.QueueMailer{Queue: queue},
-		Domains:   cfg.Domains,
-		StatePath: filepath.Join(cfg.Node.DataDir, quarantineReportState),
-		Settle:    settle,
-		Logger:    logger,
+		Mailer:          report.QueueMailer{Queue: queue},
+		Domains:         cfg.Domains,
+		LegacyStatePath: filepath.Join(cfg.Node.DataDir, quarantineReportState),
+		Settle:          settle,
+		Logger:          logger,
 	}
 	return nil
 }
 
 // runReports sends the report daily at report.at, local time. In a
-// cluster only the leader sends, and it records the time it covered in
-// its own data_dir: a new leader sends from its own record, so after a
-// change of leader a recipient may see an entry in two reports, never in
-// none.
+// cluster only the leader sends, and it records the time it covered
+// through Raft (CmdQuarantineReportSent): a new leader sends from the
+// same record, so a recipient gets one report per period across a change
+// of leader. (A leader that loses office between queueing reports and
+// recording the time leaves them to be sent again: twice, never none.)
 func (u *quarantineUsers) runReports(ctx context.Context, cl *cluster.Cluster, logger *slog.Logger) {
 	for {
 		wait := u.interval

@@ -31,6 +31,28 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Cap", func(t *testing.T) { testCap(t, newStore) })
 	t.Run("ConcurrentReleasesSpoolOnce", func(t *testing.T) { testConcurrentRelease(t, newStore(t, 0)) })
 	t.Run("StaleClaimTakenOver", func(t *testing.T) { testTakeOver(t, newStore(t, 0)) })
+	t.Run("ReportTime", func(t *testing.T) { testReportTime(t, newStore(t, 0)) })
+}
+
+// testReportTime: the last report's time is zero until recorded, then
+// read back to the nanosecond, and never moves back.
+func testReportTime(t *testing.T, s quarantine.Store) {
+	c := ctx(t)
+	if last, err := s.LastReport(c); err != nil || !last.IsZero() {
+		t.Fatalf("new store: last report %v, %v", last, err)
+	}
+	at := T0.Add(time.Hour + 123*time.Nanosecond)
+	for _, rec := range []time.Time{at, at.Add(-time.Minute), at} {
+		if err := s.ReportSent(c, rec); err != nil {
+			t.Fatalf("recording %v: %v", rec, err)
+		}
+	}
+	if last, err := s.LastReport(c); err != nil || !last.Equal(at) {
+		t.Errorf("last report %v, %v, want %v", last, err, at)
+	}
+	if err := s.ReportSent(c, time.Time{}); !errors.Is(err, quarantine.ErrInvalid) {
+		t.Errorf("recording the zero time: %v", err)
+	}
 }
 
 // Entry returns a valid entry received at T0 plus n minutes.

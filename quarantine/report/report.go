@@ -23,7 +23,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/mxgate/mxgate/internal/safefile"
 	"github.com/mxgate/mxgate/quarantine"
 	"github.com/mxgate/mxgate/quarantine/userpage"
 	"github.com/mxgate/mxgate/smarthost"
@@ -219,15 +218,19 @@ func (m QueueMailer) Mail(ctx context.Context, from, rcpt string, msg []byte) (s
 	return d.ID(), nil
 }
 
-// Sender sends the reports and remembers when it last did.
+// Sender sends the reports and remembers, in the quarantine's store, when
+// it last did: in a cluster the time is replicated, so a new leader
+// reports from where the old one stopped (one report per recipient and
+// period, across a change of leader).
 type Sender struct {
 	Store    quarantine.Store
 	Composer Composer
 	Mailer   Mailer
 	// Domains limits who gets a report (Collect).
 	Domains []string
-	// StatePath is the file keeping the time of the last report.
-	StatePath string
+	// LegacyStatePath is the file where earlier versions kept the time of
+	// the last report: read while the store has no time yet.
+	LegacyStatePath string
 	// Settle leaves entries received in the last Settle before a run to
 	// the next report: a message is committed to the quarantine a little
 	// after its time (the end of its DATA), and must not fall between
@@ -241,8 +244,12 @@ type state struct {
 }
 
 // Last is the end of the period the last report covered (zero: never).
-func (s *Sender) Last() (time.Time, error) {
-	b, err := os.ReadFile(s.StatePath)
+func (s *Sender) Last(ctx context.Context) (time.Time, error) {
+	last, err := s.Store.LastReport(ctx)
+	if err != nil || !last.IsZero() || s.LegacyStatePath == "" {
+		return last, err
+	}
+	b, err := os.ReadFile(s.LegacyStatePath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return time.Time{}, nil
 	}
@@ -251,7 +258,7 @@ func (s *Sender) Last() (time.Time, error) {
 	}
 	var st state
 	if err := json.Unmarshal(b, &st); err != nil {
-		return time.Time{}, fmt.Errorf("%s: %w", s.StatePath, err)
+		return time.Time{}, fmt.Errorf("%s: %w", s.LegacyStatePath, err)
 	}
 	return st.Last, nil
 }
@@ -269,7 +276,7 @@ func (s *Sender) log() *slog.Logger {
 // without recording it, so the next run sends them all again (a
 // recipient may then get the same entries twice, never lose them).
 func (s *Sender) Run(ctx context.Context, now time.Time) (int, error) {
-	last, err := s.Last()
+	last, err := s.Last(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -296,9 +303,8 @@ func (s *Sender) Run(ctx context.Context, now time.Time) (int, error) {
 		metricReports.Inc()
 		s.log().Info("quarantine report queued", "event", "quarantine_report", "to", r.Recipient, "queue_id", qid, "entries", len(r.Entries))
 	}
-	b, _ := json.Marshal(state{Last: until})
-	if err := safefile.Write(s.StatePath, b, 0o600); err != nil {
-		return sent, err
+	if err := s.Store.ReportSent(ctx, until); err != nil {
+		return sent, fmt.Errorf("quarantine report: recording its time: %w", err)
 	}
 	return sent, nil
 }

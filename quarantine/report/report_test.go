@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -35,7 +36,7 @@ func newSender(t *testing.T) (*Sender, *fakeMailer, *quarantine.LocalStore, *use
 		t.Fatal(err)
 	}
 	m := &fakeMailer{}
-	s := &Sender{Store: st, Mailer: m, Domains: []string{"example.com"}, StatePath: filepath.Join(dir, "report.json"),
+	s := &Sender{Store: st, Mailer: m, Domains: []string{"example.com"},
 		Settle:   10 * time.Minute,
 		Composer: Composer{From: "postmaster@example.com", Hostname: "mx1.example.com", Links: userpage.Links{Base: "https://mx1.example.com:8025/", Signer: signer}}}
 	return s, m, st, signer
@@ -159,5 +160,38 @@ func TestNextAndParseAt(t *testing.T) {
 		if _, _, err := ParseAt(bad); err == nil {
 			t.Errorf("ParseAt(%q) accepted", bad)
 		}
+	}
+}
+
+// The time a run covered is kept in the quarantine's store (replicated
+// in a cluster), not in a file; an earlier version's file is read only
+// while the store has no time.
+func TestReportTimeInStore(t *testing.T) {
+	s, m, st, _ := newSender(t)
+	ctx := context.Background()
+	legacy := filepath.Join(t.TempDir(), "quarantine-report.json")
+	old := quarantinetest.T0.Add(30 * time.Minute)
+	if err := os.WriteFile(legacy, []byte(`{"last":"`+old.Format(time.RFC3339Nano)+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.LegacyStatePath = legacy
+	quarantinetest.Put(t, st, quarantinetest.Entry("old1", 10), quarantinetest.Message("old1", 100))
+	quarantinetest.Put(t, st, quarantinetest.Entry("new1", 40), quarantinetest.Message("new1", 100))
+	if last, err := s.Last(ctx); err != nil || !last.Equal(old) {
+		t.Fatalf("from the legacy file: %v %v", last, err)
+	}
+	now := quarantinetest.T0.Add(2 * time.Hour)
+	if n, err := s.Run(ctx, now); err != nil || n != 1 || strings.Contains(m.sent[0].msg, "old1") {
+		t.Fatalf("run: %d %v", n, err)
+	}
+	want := now.Add(-s.Settle)
+	if last, err := st.LastReport(ctx); err != nil || !last.Equal(want) {
+		t.Errorf("store's report time %v %v, want %v", last, err, want)
+	}
+	if err := os.Remove(legacy); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.Last(ctx); err != nil || !last.Equal(want) {
+		t.Errorf("without the file: %v %v, want %v", last, err, want)
 	}
 }
