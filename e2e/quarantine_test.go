@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -181,5 +184,89 @@ func TestQuarantineReportAs(t *testing.T) {
 		if smtptest.HeaderValue(d.Data, "Message-ID") == "<rs1@client.e2e.test>" {
 			t.Error("e2e: the message reported as spam was delivered")
 		}
+	}
+}
+
+// TestQuarantineFull (issue 13, test 6): with quarantine.max_bytes at the
+// smallest value check-config takes (1MiB), quarantine-level messages fill
+// it; the next candidate gets on_full's reply (451 4.3.0 for tempfail,
+// 550 5.7.1 for reject), is neither kept nor delivered, and is counted in
+// mxgate_quarantine_writes_total{result="full"}.
+func TestQuarantineFull(t *testing.T) {
+	// About 300 KB of text lines of base64 of random bytes: some 225 KB once compressed,
+	// so that four or so fill 1MiB.
+	raw := make([]byte, 225<<10)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.StdEncoding.EncodeToString(raw)
+	var filler strings.Builder
+	for len(enc) > 76 {
+		filler.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	filler.WriteString(enc + "\r\n")
+	for _, tc := range []struct{ onFull, want string }{{"tempfail", "451 4.3.0"}, {"reject", "550 5.7.1"}} {
+		t.Run(tc.onFull, func(t *testing.T) {
+			be := smtptest.Start(t)
+			n := startNode(t, nodeOptions{backends: []string{be.Addr()},
+				extra: "spam: {scores: {GTUBE: 9}}\nquarantine: {max_bytes: 1MiB, on_full: " + tc.onFull + "}\n"})
+			api := "http://" + n.http
+			send := func(mid string) smtpReply {
+				t.Helper()
+				c, _ := dialHello(t, n.inbound)
+				defer c.close()
+				rep, err := c.sendMessage("offers@spam.e2e-quarantine.test", []string{"user@e2e.test"}, []byte(
+					"From: offers@spam.e2e-quarantine.test\r\nTo: user@e2e.test\r\nSubject: filler "+mid+
+						"\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <"+mid+"@client.e2e.test>\r\n\r\n"+
+						gtube+"\r\n\r\n"+filler.String()))
+				if err != nil && rep.code == 0 {
+					t.Fatalf("e2e: send %s: %v", mid, err)
+				}
+				return rep
+			}
+			kept := 0
+			var rep smtpReply
+			for i := range 10 {
+				if rep = send(fmt.Sprintf("full%d", i)); !rep.is("250 2.0.0") {
+					break
+				}
+				kept++
+			}
+			if kept < 2 || !rep.is(tc.want) {
+				t.Fatalf("e2e: after %d kept, the next candidate got %q, want %s", kept, rep, tc.want)
+			}
+			refused := fmt.Sprintf("full%d", kept)
+			// The sender's retry meets the same answer; nothing more is kept.
+			if rep := send(refused); !rep.is(tc.want) {
+				t.Errorf("e2e: retry of the refused candidate: %q, want %s", rep, tc.want)
+			}
+			ls := runCLI(t, "quarantine", "ls", "-http", api, "-limit", "100")
+			if k := strings.Count(ls, "filler full"); k != kept || strings.Contains(ls, "filler "+refused) {
+				t.Errorf("e2e: %d entries listed, want the %d kept and not %s:\n%s", k, kept, refused, ls)
+			}
+			if v, ok, _ := n.metric("mxgate_quarantine_writes_total", "result", "full"); !ok || v != 2 {
+				t.Errorf("e2e: mxgate_quarantine_writes_total{result=full} = %v (%v), want 2", v, ok)
+			}
+			if v, ok, _ := n.metric("mxgate_quarantine_writes_total", "result", "ok"); !ok || int(v) != kept {
+				t.Errorf("e2e: mxgate_quarantine_writes_total{result=ok} = %v (%v), want %d", v, ok, kept)
+			}
+			if v, ok, _ := n.metric("mxgate_quarantine_bytes"); !ok || v > 1<<20 {
+				t.Errorf("e2e: mxgate_quarantine_bytes = %v (%v), want at most 1MiB", v, ok)
+			}
+			// A clean message is still delivered; the refused one is not.
+			c, _ := dialHello(t, n.inbound)
+			defer c.close()
+			if rep, err := c.sendMessage("friend@example.org", []string{"user@e2e.test"}, []byte("From: friend@example.org\r\n"+
+				"Subject: hello\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <fullclean@client.e2e.test>\r\n\r\nhello\r\n")); !rep.is("250") {
+				t.Fatalf("e2e: clean message on a full quarantine: %q %v", rep, err)
+			}
+			waitDelivery(t, be, "<fullclean@client.e2e.test>")
+			for _, d := range be.Deliveries() {
+				if strings.HasPrefix(smtptest.HeaderValue(d.Data, "Message-ID"), "<full") && smtptest.HeaderValue(d.Data, "Message-ID") != "<fullclean@client.e2e.test>" {
+					t.Errorf("e2e: %s delivered", smtptest.HeaderValue(d.Data, "Message-ID"))
+				}
+			}
+		})
 	}
 }
