@@ -130,7 +130,7 @@ func TestQuarantineReport(t *testing.T) {
 	}
 	code, body, _ = get(em[1] + "?t=" + em[3])
 	forms := pageFormRE.FindAllStringSubmatch(body, -1)
-	if code != 200 || len(forms) != 2 || !strings.HasSuffix(forms[0][1], "/release") {
+	if code != 200 || len(forms) != 3 || !strings.HasSuffix(forms[0][1], "/release") || !strings.HasSuffix(forms[2][1], "/allow") {
 		t.Fatalf("e2e: entry page: %d %q\n%s", code, forms, body)
 	}
 	releaseURL, releaseTok := "http://"+n.http+forms[0][1], forms[0][2]

@@ -124,15 +124,34 @@ func (m *AdminMux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.Ser
 // configured, else a client on loopback.
 func (m *AdminMux) adminAllowed(r *http.Request) bool {
 	if m.token == "" {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			return false
-		}
-		a, err := netip.ParseAddr(host)
-		return err == nil && a.Unmap().IsLoopback()
+		return IsLoopback(r)
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(m.token)) == 1
+}
+
+// AdminLogin is the check of a login form (the admin page): token is
+// the admin token, compared in constant time; with none configured, only
+// a request from loopback passes, whatever token holds.
+func (m *AdminMux) AdminLogin(r *http.Request, token string) bool {
+	if m.token == "" {
+		return IsLoopback(r)
+	}
+	return subtle.ConstantTimeCompare([]byte(token), []byte(m.token)) == 1
+}
+
+// AdminTokenSet reports whether an admin token is configured; without
+// one, admin routes and pages are open to loopback only.
+func (m *AdminMux) AdminTokenSet() bool { return m.token != "" }
+
+// IsLoopback reports whether r comes from a loopback address.
+func IsLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 // APIError is the JSON body of every API error.

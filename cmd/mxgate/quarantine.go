@@ -271,9 +271,7 @@ type quarantineAllowed struct {
 // link key, the users' page (quarantine_users.go) is served next to it.
 func registerQuarantineAPI(m *gateway.AdminMux, q *nodeQuarantine, listStore lists.Store, logger *slog.Logger) {
 	admin := gateway.AdminOnly("the quarantine")
-	if q.users != nil {
-		q.users.page.Register(m)
-	}
+	q.registerPages(m, listStore, logger)
 	m.HandleAPI("GET /api/v1/quarantine", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := quarantineFilter(r.URL.Query())
 		if err != nil {

@@ -14,6 +14,9 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mxgate/mxgate/cluster"
+	"github.com/mxgate/mxgate/gateway"
+	"github.com/mxgate/mxgate/lists"
+	"github.com/mxgate/mxgate/quarantine/adminpage"
 	"github.com/mxgate/mxgate/quarantine/report"
 	"github.com/mxgate/mxgate/quarantine/userpage"
 	"github.com/mxgate/mxgate/smarthost"
@@ -169,5 +172,31 @@ func (u *quarantineUsers) runReports(ctx context.Context, cl *cluster.Cluster, l
 		} else if n > 0 {
 			logger.Info("quarantine reports queued", "event", "quarantine_report", "sent", n)
 		}
+	}
+}
+
+// registerPages serves the admin page (/admin/quarantine, behind the
+// admin token or loopback) and, with a link key, the users' page. Both
+// have an allow-sender button: it puts the sender's address (never its
+// domain) on the gateway's allow list, for every recipient, then releases.
+func (q *nodeQuarantine) registerPages(m *gateway.AdminMux, listStore lists.Store, logger *slog.Logger) {
+	allow := func(ctx context.Context, sender, comment string) error {
+		if len(comment) > lists.MaxComment {
+			comment = comment[:lists.MaxComment]
+		}
+		le, err := lists.NewEntry(lists.Allow, sender, comment, time.Now())
+		if err != nil {
+			return err
+		}
+		if le.Kind != lists.KindAddress {
+			return fmt.Errorf("%q is not an address", sender)
+		}
+		return listStore.Put(ctx, le)
+	}
+	(&adminpage.Handler{Store: q.store, Release: q.releaser.Release, Allow: allow, Login: m.AdminLogin,
+		LoopbackOnly: !m.AdminTokenSet(), Logger: logger}).Register(m)
+	if q.users != nil {
+		q.users.page.Allow = allow
+		q.users.page.Register(m)
 	}
 }

@@ -24,6 +24,9 @@ const (
 	// ActionRelease and ActionDelete act on one entry, by POST only.
 	ActionRelease Action = "release"
 	ActionDelete  Action = "delete"
+	// ActionAllow puts the entry's sender (the address) on the allow
+	// list, then releases the entry.
+	ActionAllow Action = "allow"
 )
 
 // MinKeyBytes is the shortest link key accepted.
@@ -90,7 +93,7 @@ func LoadKey(path string) ([]byte, error) {
 func NormalizeRecipient(r string) string { return strings.ToLower(strings.TrimSpace(r)) }
 
 func validAction(a Action) bool {
-	return a == ActionView || a == ActionRelease || a == ActionDelete
+	return a == ActionView || a == ActionRelease || a == ActionDelete || a == ActionAllow
 }
 
 // Sign makes the token of c. It fails for claims that cannot be encoded

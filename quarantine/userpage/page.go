@@ -29,6 +29,8 @@ const PagePath = "/quarantine"
 // inline style applies, and forms post to this node only.
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+var errNoAllow = errors.New("no allow list, or the null sender")
+
 // actionLifetime bounds the tokens of the page's buttons.
 const actionLifetime = 24 * time.Hour
 
@@ -47,7 +49,11 @@ type Handler struct {
 	// Release releases an entry (quarantine.Releaser.Release), exactly
 	// once cluster-wide.
 	Release func(ctx context.Context, id, by string) (quarantine.Entry, error)
-	Logger  *slog.Logger
+	// Allow puts sender (an address) on the allow list, with comment;
+	// nil: the page has no allow button. The allow list is the
+	// gateway's, for every recipient (README, "Quarantine").
+	Allow  func(ctx context.Context, sender, comment string) error
+	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -73,6 +79,7 @@ func (h *Handler) Register(m *gateway.AdminMux) {
 	m.HandleAPI("GET "+PagePath+"/{id}", http.HandlerFunc(h.serveEntry), gateway.SignedUser)
 	m.HandleAPI("POST "+PagePath+"/{id}/release", h.action(ActionRelease), gateway.SignedUser)
 	m.HandleAPI("POST "+PagePath+"/{id}/delete", h.action(ActionDelete), gateway.SignedUser)
+	m.HandleAPI("POST "+PagePath+"/{id}/allow", h.action(ActionAllow), gateway.SignedUser)
 }
 
 // ServeHTTP serves the page's routes alone (tests).
@@ -82,6 +89,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux.HandleFunc("GET "+PagePath+"/{id}", h.serveEntry)
 	mux.Handle("POST "+PagePath+"/{id}/release", h.action(ActionRelease))
 	mux.Handle("POST "+PagePath+"/{id}/delete", h.action(ActionDelete))
+	mux.Handle("POST "+PagePath+"/{id}/allow", h.action(ActionAllow))
 	mux.ServeHTTP(w, r)
 }
 
@@ -102,6 +110,7 @@ type entryView struct {
 	ViewLink                                 string
 	ReleaseAction, ReleaseToken              string
 	DeleteAction, DeleteToken                string
+	AllowAction, AllowToken                  string
 }
 
 func (h *Handler) view(e *quarantine.Entry, rcpt string, exp time.Time, viewToken string) entryView {
@@ -118,6 +127,10 @@ func (h *Handler) view(e *quarantine.Entry, rcpt string, exp time.Time, viewToke
 		v.ReleaseAction, v.DeleteAction = PagePath+"/"+e.ID+"/release", PagePath+"/"+e.ID+"/delete"
 		v.ReleaseToken, _ = h.Signer.Sign(Claims{Recipient: rcpt, Action: ActionRelease, ID: e.ID, Expires: exp})
 		v.DeleteToken, _ = h.Signer.Sign(Claims{Recipient: rcpt, Action: ActionDelete, ID: e.ID, Expires: exp})
+		if h.Allow != nil && e.Sender != "" {
+			v.AllowAction = PagePath + "/" + e.ID + "/allow"
+			v.AllowToken, _ = h.Signer.Sign(Claims{Recipient: rcpt, Action: ActionAllow, ID: e.ID, Expires: exp})
+		}
 	}
 	return v
 }
@@ -224,7 +237,8 @@ func (h *Handler) action(a Action) http.Handler {
 			h.refuse(w, r, err)
 			return
 		}
-		if _, ok := h.entryFor(w, r, id, c.Recipient); !ok {
+		e, ok := h.entryFor(w, r, id, c.Recipient)
+		if !ok {
 			return
 		}
 		by := quarantine.CleanBy(c.Recipient + " (quarantine page)")
@@ -233,8 +247,22 @@ func (h *Handler) action(a Action) http.Handler {
 		case ActionRelease:
 			_, err = h.Release(r.Context(), id, by)
 			notice = "Released: the message is on its way to your mailbox."
+		case ActionAllow:
+			notice = "The sender " + e.Sender + " is allowed from now on, and the message is on its way to your mailbox."
+			switch {
+			case h.Allow == nil || e.Sender == "":
+				err = errNoAllow
+			case e.State != quarantine.StateHeld:
+				err = quarantine.ErrReleased // nothing allowed for a message already handled
+			default:
+				// The sender first: a failed release leaves it allowed, and
+				// the button can be pressed again (or Release used).
+				if err = h.Allow(r.Context(), e.Sender, "allowed from quarantine "+e.ID+" by "+by); err == nil {
+					h.log().Info("sender allowed from the quarantine", "event", "quarantine_allow", "sender", e.Sender, "quarantine_id", e.ID, "by", by)
+					_, err = h.Release(r.Context(), id, by)
+				}
+			}
 		case ActionDelete:
-			var e quarantine.Entry
 			if e, err = h.Store.Delete(r.Context(), id, by, h.now()); err == nil {
 				quarantine.ObserveDelete()
 				h.log().Info("quarantined message deleted", "event", "quarantine_delete", "quarantine_id", e.ID, "by", by)
@@ -249,6 +277,8 @@ func (h *Handler) action(a Action) http.Handler {
 		switch {
 		case err == nil:
 			d.Notice = notice
+		case errors.Is(err, errNoAllow):
+			status, d.Error = http.StatusBadRequest, "This sender cannot be allowed here."
 		case errors.Is(err, quarantine.ErrReleased), errors.Is(err, quarantine.ErrDeleted), errors.Is(err, quarantine.ErrClaimed):
 			status, d.Error = http.StatusConflict, "This message was already released or deleted."
 		default:

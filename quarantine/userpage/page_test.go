@@ -210,3 +210,50 @@ func TestPageExpired(t *testing.T) {
 		t.Errorf("expired: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestPageAllow: the allow button, with its own token, puts the sender
+// on the allow list and releases, once; another action's token, another
+// recipient's or an entry already handled allow nothing.
+func TestPageAllow(t *testing.T) {
+	f := newPageFixture(t)
+	var allowed []string
+	f.h.Allow = func(_ context.Context, sender, comment string) error {
+		allowed = append(allowed, sender+"|"+comment)
+		return nil
+	}
+	user := "user@example.com"
+	page := f.get("/quarantine/mine1?t=" + f.token(t, user, ActionView, "")).Body.String()
+	forms := formRE.FindAllStringSubmatch(page, -1)
+	if len(forms) != 3 || forms[2][1] != "/quarantine/mine1/allow" {
+		t.Fatalf("forms %q", forms)
+	}
+	allowTok := forms[2][2]
+	for name, tc := range map[string]struct {
+		path, token string
+		code        int
+	}{
+		"a release token":           {"/quarantine/mine1/allow", forms[0][2], 403},
+		"another entry":             {"/quarantine/evil1/allow", allowTok, 403},
+		"another recipient's entry": {"/quarantine/theirs1/allow", f.token(t, user, ActionAllow, "theirs1"), 404},
+	} {
+		if rec := f.post(tc.path, tc.token); rec.Code != tc.code {
+			t.Errorf("%s: %d, want %d", name, rec.Code, tc.code)
+		}
+	}
+	if len(allowed) != 0 || f.spool.n.Load() != 0 {
+		t.Fatalf("refused requests allowed %q, spooled %d", allowed, f.spool.n.Load())
+	}
+	if rec := f.post("/quarantine/mine1/allow", allowTok); rec.Code != 200 || !strings.Contains(rec.Body.String(), "is allowed") {
+		t.Fatalf("allow: %d %s", rec.Code, rec.Body)
+	}
+	e, _ := f.store.Get(context.Background(), "mine1")
+	if len(allowed) != 1 || !strings.HasPrefix(allowed[0], e.Sender+"|allowed from quarantine mine1 by user@example.com") || f.spool.n.Load() != 1 {
+		t.Fatalf("allowed %q, spooled %d", allowed, f.spool.n.Load())
+	}
+	if e.State != quarantine.StateReleased {
+		t.Errorf("mine1 is %s", e.State)
+	}
+	if rec := f.post("/quarantine/mine1/allow", allowTok); rec.Code != http.StatusConflict || len(allowed) != 1 || f.spool.n.Load() != 1 {
+		t.Errorf("second allow: %d, allowed %d, spooled %d", rec.Code, len(allowed), f.spool.n.Load())
+	}
+}
