@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,22 +50,6 @@ func newQuarantineCluster(t *testing.T, size int, env ...string) *testCluster {
 		n.waitReady(30 * time.Second)
 	}
 	return c
-}
-
-// addQuarantineNode is testCluster.addNode with quarantineClusterYAML.
-func (c *testCluster) addQuarantineNode() *node {
-	c.t.Helper()
-	name := fmt.Sprintf("mx%d", len(c.nodes)+1)
-	tlsInit(c.t, c.tlsDir, name)
-	var join []string
-	for _, co := range c.cluster {
-		join = append(join, co.gossip)
-	}
-	n := c.newNode(name, &clusterOptions{gossip: gossipAddr(c.t), raft: freeAddr(c.t), join: join,
-		bootstrapExpect: c.cluster[0].bootstrapExpect, tlsDir: c.tlsDir, removeDeadAfter: time.Hour})
-	appendConfig(c.t, n, quarantineClusterYAML)
-	n.start()
-	return n
 }
 
 func appendConfig(t *testing.T, n *node, yaml string) {
@@ -152,9 +137,10 @@ func lsState(t *testing.T, n *node, id string) string {
 // TestQuarantineCluster: on three real nodes, spam quarantined through one
 // node is listed by the others; released from two nodes at once, it is
 // delivered exactly once. The node that quarantined is then killed with
-// -9: the survivors still list and release its entries, and a new node
-// that joins after the log was compacted gets them by snapshot, lists
-// them and releases one.
+// -9 and its data dir removed: the survivors still list and release its
+// entries, and the node, back under the same name with an empty data dir
+// after the log was compacted, gets them by snapshot, lists them and
+// releases one.
 func TestQuarantineCluster(t *testing.T) {
 	const threshold = 32
 	c := newQuarantineCluster(t, 3, fmt.Sprintf("MXGATE_RAFT_SNAPSHOT_THRESHOLD=%d", threshold), "MXGATE_RAFT_SNAPSHOT_INTERVAL=100ms")
@@ -252,8 +238,12 @@ func TestQuarantineCluster(t *testing.T) {
 		return ok && leader.logContains("compacting logs"), strings.Join(seen, "; ")
 	})
 
-	// A dies with -9; B and C still list its entries and release one.
+	// A dies with -9 and loses its data dir (a dead disk); B and C still
+	// list its entries and release one.
 	a.kill9()
+	if err := os.RemoveAll(filepath.Join(a.dir, "data")); err != nil {
+		t.Fatal(err)
+	}
 	survivors := []*node{b, cc}
 	leader = waitAgreed(t, survivors, 3, 30*time.Second)
 	if st := lsState(t, cc, ids["qk0"]); st != "held" {
@@ -264,36 +254,60 @@ func TestQuarantineCluster(t *testing.T) {
 	}
 	waitDelivery(t, c.be, "<qk0@client.e2e.test>")
 
-	// A new node joins from the snapshot, lists everything and releases.
-	n4 := c.addQuarantineNode()
-	alive := []*node{b, cc, n4}
-	leader = waitAgreed(t, alive, 4, 30*time.Second)
-	wait.For(t, 20*time.Second, n4.name+" to install the leader's snapshot", func() (bool, string) {
-		return n4.logContains("Installed remote snapshot"), "no \"Installed remote snapshot\" in its log"
+	// A voter that lost its Raft state must not come back as the voter it
+	// was (it no longer has the entries it acknowledged), so the operator
+	// removes it first, as README "Cluster" says for a dead node
+	// (`mxgate cluster remove`, once gossip has it dead; the nodes run
+	// with remove_dead_after: 1h, so the leader does not do it itself).
+	// A then restarts under the same name, with the same config and
+	// certificates and an empty data dir: with others holding Raft state
+	// it does not bootstrap, the leader adds it back as a voter when it
+	// is alive in gossip, and, its log compacted, sends it the snapshot.
+	wait.For(t, 20*time.Second, a.name+" dead in gossip", func() (bool, string) {
+		ms, err := b.clusterMembers()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range ms {
+			if m.Name == a.name {
+				return m.Status == "left" || m.Status == "dead", "status " + m.Status
+			}
+		}
+		return false, "not listed"
+	})
+	if out := runCLI(t, "cluster", "remove", "-http", "http://"+b.http, a.name); !strings.Contains(out, "removed "+a.name) {
+		t.Fatalf("e2e: mxgate cluster remove %s said %q", a.name, out)
+	}
+	waitAgreed(t, survivors, 2, 20*time.Second)
+	a.start()
+	alive := []*node{a, b, cc}
+	leader = waitAgreed(t, alive, 3, 30*time.Second)
+	wait.For(t, 20*time.Second, a.name+" to install the leader's snapshot", func() (bool, string) {
+		return a.logContains("Installed remote snapshot"), "no \"Installed remote snapshot\" in its log"
 	})
 	waitCaughtUp(t, leader, alive, 20*time.Second)
-	ls := quarantineLs(t, n4, "-limit", "500")
+	ls := quarantineLs(t, a, "-limit", "500")
 	for mid, id := range ids {
 		want := "held"
 		if mid == "qk0" {
 			want = "released"
 		}
-		if st := lsState(t, n4, id); st != want {
-			t.Errorf("e2e: %s lists %s (%s) as %q, want %s:\n%s", n4.name, id, mid, st, want, ls)
+		if st := lsState(t, a, id); st != want {
+			t.Errorf("e2e: %s lists %s (%s) as %q, want %s:\n%s", a.name, id, mid, st, want, ls)
 		}
 	}
-	if st := lsState(t, n4, id1); st != "released" {
-		t.Errorf("e2e: %s lists %s as %q, want released", n4.name, id1, st)
+	if st := lsState(t, a, id1); st != "released" {
+		t.Errorf("e2e: %s lists %s as %q, want released", a.name, id1, st)
 	}
 	last := fmt.Sprintf("qk%d", threshold+7)
-	if out := runCLI(t, "quarantine", "release", "-http", "http://"+n4.http, ids[last]); !strings.Contains(out, "released "+ids[last]) {
-		t.Fatalf("e2e: release on %s: %q", n4.name, out)
+	if out := runCLI(t, "quarantine", "release", "-http", "http://"+a.http, ids[last]); !strings.Contains(out, "released "+ids[last]) {
+		t.Fatalf("e2e: release on %s: %q", a.name, out)
 	}
 	d = waitDelivery(t, c.be, "<"+last+"@client.e2e.test>")
 	if !strings.Contains(string(d.Data), gtube) {
-		t.Errorf("e2e: the message released by %s lost its body", n4.name)
+		t.Errorf("e2e: the message released by %s lost its body", a.name)
 	}
-	sendClean(t, c, n4, "qc-clean4")
+	sendClean(t, c, a, "qc-clean4")
 	for _, mid := range []string{"qc1", "qk0", last} {
 		if k := deliveriesOf(c.be, mid); k != 1 {
 			t.Errorf("e2e: %s delivered %d times, want 1", mid, k)
