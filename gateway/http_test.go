@@ -430,3 +430,21 @@ func TestAdminMuxReadiness(t *testing.T) {
 		t.Errorf("every probe passing: %d %q", rec.Code, rec.Body)
 	}
 }
+
+// TestAdminLogin: a login form's token is the admin token; with none
+// configured, only loopback passes, whatever the form holds.
+func TestAdminLogin(t *testing.T) {
+	req := func(remote string) *http.Request {
+		r := httptest.NewRequest("POST", "/admin/login", nil)
+		r.RemoteAddr = remote
+		return r
+	}
+	m := NewAdminMux("tok", nil)
+	if !m.AdminTokenSet() || !m.AdminLogin(req("192.0.2.1:1"), "tok") || m.AdminLogin(req("127.0.0.1:1"), "tokx") || m.AdminLogin(req("127.0.0.1:1"), "") {
+		t.Error("with a token")
+	}
+	m = NewAdminMux("", nil)
+	if m.AdminTokenSet() || !m.AdminLogin(req("[::1]:1"), "") || m.AdminLogin(req("192.0.2.1:1"), "anything") {
+		t.Error("without a token")
+	}
+}
