@@ -23,6 +23,8 @@ var (
 	flagQN         = flag.Int("quarantine-n", 2000, "quarantine scenario: spam messages quarantined (and as many clean ones delivered)")
 	flagQSize      = flag.Int("quarantine-size", 4096, "quarantine scenario: size of those messages in bytes")
 	flagQBig       = flag.Int("quarantine-big", 5, "quarantine scenario: 1 MB spam messages quarantined after them")
+	flagQ100K      = flag.Int("quarantine-100k", 300, "quarantine scenario: 100 KB spam messages quarantined after them")
+	flagQFillMiB   = flag.Int("quarantine-fill-mib", 1024, "quarantine scenario: MiB of compressed bodies (4 MB spam messages) added before the snapshot and restore are measured; 0: none")
 	flagQC         = flag.Int("quarantine-c", 12, "quarantine scenario: concurrent SMTP clients (spread over the nodes)")
 	flagQRounds    = flag.Int("quarantine-rounds", 5, "quarantine scenario: slices, quarantined and delivered load taking turns")
 	flagQThreshold = flag.Int("quarantine-snapshot-threshold", 512, "quarantine scenario: MXGATE_RAFT_SNAPSHOT_THRESHOLD of the nodes")
@@ -36,11 +38,13 @@ const gtubeLine = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAI
 // on loopback: spam that scores between spam.quarantine and spam.reject is
 // committed through Raft (compressed body and metadata) before its 250,
 // against the same load of clean mail on the same cluster, which is
-// spooled and delivered instead, in interleaved slices. Then a few 1 MB
-// messages (chunked in the log), the replicated state's size, the
-// snapshots the nodes took (MXGATE_RAFT_SNAPSHOT_THRESHOLD), and a fourth
-// node joining: the time until it installed the leader's snapshot and
-// caught up.
+// spooled and delivered instead, in interleaved slices. Then 100 KB and
+// a few 1 MB messages (chunked in the log), the replicated state's size,
+// the snapshots the nodes took (MXGATE_RAFT_SNAPSHOT_THRESHOLD), a fill
+// with 4 MB messages to -quarantine-fill-mib of compressed bodies, the
+// time each node takes to snapshot that state, and a fourth node joining
+// with an empty data dir: the time until it installed the leader's
+// snapshot and caught up (the restore).
 func benchQuarantine() error {
 	if *flagMxgate == "" {
 		fmt.Println("bench: quarantine scenario skipped (no -mxgate PATH)")
@@ -104,6 +108,12 @@ func benchQuarantine() error {
 			}
 		}
 	}
+	var mid qLoad
+	if *flagQ100K > 0 {
+		if err := mid.run(addrs, 1<<42, *flagQ100K, c, quarantineBody(100<<10, true)); err != nil {
+			return fail(err)
+		}
+	}
 	var big qLoad
 	if *flagQBig > 0 {
 		if err := big.run(addrs, 1<<41, *flagQBig, min(*flagQBig, 3), quarantineBody(1<<20, true)); err != nil {
@@ -145,8 +155,16 @@ func benchQuarantine() error {
 		snapSum += mt["mxgate_raft_snapshot_duration_seconds_sum"]
 		snapHist = snapHist.combine(mt.histogram("mxgate_raft_snapshot_duration_seconds"), 1)
 	}
-	if int(kept) != n+*flagQBig {
-		fmt.Printf("bench: quarantine: WARNING: the nodes counted %.0f quarantine writes, the clients sent %d spam messages\n", kept, n+*flagQBig)
+	if int(kept) != n+*flagQBig+*flagQ100K {
+		fmt.Printf("bench: quarantine: WARNING: the nodes counted %.0f quarantine writes, the clients sent %d spam messages\n", kept, n+*flagQBig+*flagQ100K)
+	}
+	fl, err := qc.fill(addrs, c)
+	if err != nil {
+		return fail(err)
+	}
+	loadCommit := commit
+	if fl.commit > 0 {
+		commit = fl.commit
 	}
 
 	// A fourth node joins: the leader's log is compacted, so it gets the
@@ -183,7 +201,8 @@ func benchQuarantine() error {
 	for _, l := range []struct {
 		name string
 		l    *qLoad
-	}{{"quarantined (Raft commit)", &spam}, {"delivered (spooled)", &clean}, {"quarantined, 1 MB", &big}} {
+	}{{"quarantined (Raft commit)", &spam}, {"delivered (spooled)", &clean}, {"quarantined, 100 KB", &mid},
+		{"quarantined, 1 MB", &big}, {"quarantined, 4 MB (fill)", &fl.load}} {
 		if l.l.msgs() == 0 {
 			continue
 		}
@@ -191,19 +210,127 @@ func benchQuarantine() error {
 	}
 	fmt.Println("(msg/s: messages per second driven, first MAIL to last 250 of each slice; p50/p99: end of DATA to 250)")
 	fmt.Printf("bench: quarantined/delivered rate ratio %.2f\n", spam.rate()/clean.rate())
-	fmt.Printf("bench: replicated state after the load (leader %s, commit index %d): %s\n", leader, commit, strings.Join(sizes, "; "))
+	fmt.Printf("bench: replicated state after the load (leader %s, commit index %d): %s\n", leader, loadCommit, strings.Join(sizes, "; "))
 	if snapCount > 0 {
 		fmt.Printf("bench: snapshots during the load (MXGATE_RAFT_SNAPSHOT_THRESHOLD=%d): %.0f over the 3 nodes, mean %s, p99 %s\n",
 			*flagQThreshold, snapCount, fmtDur(time.Duration(snapSum/snapCount*float64(time.Second))), fmtDur(snapHist.quantile(0.99)))
 	}
 	fmt.Printf("bench: a fourth node joining: ready (/readyz) in %s, leader's snapshot installed %s after its start, caught up to index %d in %s (its state %.1f MiB)\n",
 		fmtDur(ready), fmtDur(installed), commit, fmtDur(caught), float64(s4.FSMSizeBytes)/(1<<20))
+	if fl.commit > 0 {
+		fmt.Println()
+		fmt.Printf("quarantine snapshot and restore, 3-node cluster, %.1f MiB of compressed bodies (%.0f held, leader's state %.1f MiB)\n",
+			fl.bodies/(1<<20), fl.held, float64(fl.state)/(1<<20))
+		fmt.Printf("%-27s %11s %10s %10s\n", "step", "time", "min", "max")
+		fmt.Printf("%-27s %11s %10s %10s\n", "snapshot (each node)", fmtDur(fl.snapMean), fmtDur(fl.snapMin), fmtDur(fl.snapMax))
+		fmt.Printf("%-27s %11s\n", "restore: snapshot installed", fmtDur(installed))
+		fmt.Printf("%-27s %11s\n", "restore: caught up", fmtDur(caught))
+		fmt.Printf("%-27s %11s %10s\n", "fill (4 MB messages)", fmtDur(fl.took), fmt.Sprintf("%.1fMiB/s", fl.bodies/(1<<20)/fl.took.Seconds()))
+		fmt.Println("(snapshot: mxgate_raft_snapshot_duration_seconds of the first snapshot each node took after the fill,")
+		fmt.Println(" mean over the 3 nodes; restore: a fourth node started with an empty data dir, to the leader's snapshot")
+		fmt.Println(" installed (its log) and to the leader's commit index applied; fill: MiB/s of compressed bodies)")
+	}
 	return nil
+}
+
+// qFill is the fill's measurements.
+type qFill struct {
+	load                       qLoad
+	took                       time.Duration
+	commit                     uint64
+	bodies, held               float64
+	state                      int64
+	snapMean, snapMin, snapMax time.Duration
+}
+
+// fill quarantines 4 MB spam messages until -quarantine-fill-mib of
+// compressed bodies are held, then makes each node take a snapshot of
+// the whole state (more than MXGATE_RAFT_SNAPSHOT_THRESHOLD entries of
+// small spam after it) and reads its duration.
+func (qc *quarantineCluster) fill(addrs []string, c int) (qFill, error) {
+	var fl qFill
+	if *flagQFillMiB <= 0 {
+		return fl, nil
+	}
+	body := quarantineBody(4<<20, true)
+	bodies := func() (float64, error) {
+		mt, err := scrape(qc.nodes[0].http)
+		return mt["mxgate_quarantine_bytes"], err
+	}
+	fmt.Printf("bench: quarantine: filling to %d MiB of compressed bodies with 4 MB messages\n", *flagQFillMiB)
+	t0 := time.Now()
+	for next := int64(1 << 43); ; next += 16 {
+		b, err := bodies()
+		if err != nil {
+			return fl, err
+		}
+		if b >= float64(*flagQFillMiB)*(1<<20) {
+			break
+		}
+		if err := fl.load.run(addrs, next, 16, min(c, 8), body); err != nil {
+			return fl, err
+		}
+	}
+	fl.took = time.Since(t0)
+	_, commit, err := qc.caughtUp(qc.nodes, 120*time.Second)
+	if err != nil {
+		return fl, err
+	}
+	type snap struct{ count, sum float64 }
+	before := map[string]snap{}
+	for _, m := range qc.nodes {
+		mt, err := scrape(m.http)
+		if err != nil {
+			return fl, err
+		}
+		before[m.http] = snap{mt["mxgate_raft_snapshot_duration_seconds_count"], mt["mxgate_raft_snapshot_duration_seconds_sum"]}
+	}
+	var push qLoad
+	if err := push.run(addrs, 1<<44, *flagQThreshold+16, c, quarantineBody(1024, true)); err != nil {
+		return fl, err
+	}
+	fl.snapMin = time.Hour
+	var sum time.Duration
+	for _, m := range qc.nodes {
+		var d time.Duration
+		err := pollUntil(180*time.Second, func() (bool, string) {
+			s, err := qStatusOf(m)
+			if err != nil {
+				return false, err.Error()
+			}
+			mt, err := scrape(m.http)
+			if err != nil {
+				return false, err.Error()
+			}
+			b := before[m.http]
+			n := mt["mxgate_raft_snapshot_duration_seconds_count"] - b.count
+			if s.LastSnapshotIndex < commit || n < 1 {
+				return false, fmt.Sprintf("%s: last snapshot index %d, fill committed at %d", s.Node, s.LastSnapshotIndex, commit)
+			}
+			// The first snapshot after the fill: with more than one,
+			// their mean.
+			d = time.Duration((mt["mxgate_raft_snapshot_duration_seconds_sum"] - b.sum) / n * float64(time.Second))
+			if s.State == "leader" {
+				fl.state = s.FSMSizeBytes
+				fl.held = mt["mxgate_quarantine_held"]
+				fl.bodies = mt["mxgate_quarantine_bytes"]
+			}
+			return true, ""
+		})
+		if err != nil {
+			return fl, fmt.Errorf("snapshot after the fill: %w", err)
+		}
+		sum += d
+		fl.snapMin, fl.snapMax = min(fl.snapMin, d), max(fl.snapMax, d)
+	}
+	fl.snapMean = sum / time.Duration(len(qc.nodes))
+	_, fl.commit, err = qc.caughtUp(qc.nodes, 120*time.Second)
+	return fl, err
 }
 
 // quarantineBody is a message after its Message-ID header, ending in
 // "\r\n.\r\n", size bytes in all, its text base64 of random bytes (about
-// as compressible as mail with attachments: zstd keeps ~75%); spam has
+// as compressible as mail with attachments: zstd keeps nearly all); spam has
 // the GTUBE line.
 func quarantineBody(size int, spam bool) []byte {
 	var b strings.Builder
