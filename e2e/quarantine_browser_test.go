@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // chromium runs Debian's headless Chromium with args and returns its
@@ -95,5 +97,88 @@ func TestQuarantinePageInChromium(t *testing.T) {
 		t.Errorf("e2e: screenshot %s: %v", shot, err)
 	} else {
 		t.Logf("e2e: screenshot of the user's page: %s", shot)
+	}
+}
+
+// TestQuarantineReleaseInChromium: the user opens the report's link in a
+// real browser (headless Chromium driven by chromedp), clicks the
+// message's Release button, sees the result page, and the message
+// arrives at the backend exactly once. A screenshot of the result page
+// is left as an artefact.
+func TestQuarantineReleaseInChromium(t *testing.T) {
+	bin := "/usr/bin/chromium"
+	if _, err := os.Stat(bin); err != nil {
+		if bin, err = exec.LookPath("chromium"); err != nil {
+			t.Fatalf("e2e: chromium not installed (scripts/install-deps.sh installs Debian's chromium): %v", err)
+		}
+	}
+	r := startReportNode(t)
+	r.send("user@e2e.test", "From: offers@spam.e2e-quarantine.test\r\nTo: user@e2e.test\r\nSubject: a browser offer\r\n"+
+		"Message-ID: <cr1@client.e2e.test>\r\n\r\n"+gtube+"\r\n")
+	report := r.waitReports("user@e2e.test", 1)[0]
+	m := reportPageRE.FindStringSubmatch(report)
+	if m == nil {
+		t.Fatalf("e2e: no page link in the report:\n%s", report)
+	}
+	pageURL := m[1] + "?t=" + m[2]
+	if k := deliveriesOf(r.be, "cr1"); k != 0 {
+		t.Fatalf("e2e: quarantined message delivered %d times before its release", k)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	actx, acancel := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(412, 900),
+	)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer bcancel()
+
+	release := chromedp.CSS(`form button[type="submit"][name="do"][value="release"]`)
+	if err := chromedp.Do(bctx, chromedp.Navigate(pageURL), chromedp.WaitVisible(release)); err != nil {
+		t.Fatalf("e2e: chromium on %s: %v", pageURL, err)
+	}
+	title, err := chromedp.Run(bctx, chromedp.Title())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(release), chromedp.WaitVisible(chromedp.CSS("#notice"))); err != nil {
+		t.Fatalf("e2e: chromium, release clicked: %v", err)
+	}
+	notice, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#notice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // 100: PNG
+	if err != nil {
+		t.Fatal(err)
+	}
+	if title != "Quarantine for user@e2e.test" {
+		t.Errorf("e2e: page title %q", title)
+	}
+	if !strings.HasPrefix(notice, "Released") {
+		t.Errorf("e2e: result page notice %q, want Released", notice)
+	}
+	path := filepath.Join(artefactDir(t), "quarantine-release.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil || len(shot) < 1000 {
+		t.Errorf("e2e: screenshot %s (%d bytes): %v", path, len(shot), err)
+	} else {
+		t.Logf("e2e: screenshot of the release result: %s", path)
+	}
+
+	d := waitDelivery(t, r.be, "<cr1@client.e2e.test>")
+	if rel := d.Header("X-Quarantine-Released"); !strings.HasPrefix(rel, "by user@e2e.test (quarantine page) at ") {
+		t.Errorf("e2e: X-Quarantine-Released %q", rel)
+	}
+	time.Sleep(3 * time.Second)
+	if k := deliveriesOf(r.be, "cr1"); k != 1 {
+		t.Errorf("e2e: released message delivered %d times, want 1", k)
 	}
 }
