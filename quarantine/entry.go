@@ -247,6 +247,9 @@ func (e *detailError) Unwrap() error { return e.base }
 type Stats struct {
 	Entries int64 `json:"entries"` // entries of every state
 	Held    int64 `json:"held"`
+	// Expired counts the entries ever removed at the end of their
+	// lifetime (it only grows).
+	Expired int64 `json:"expired"`
 	Bytes   int64 `json:"bytes"` // compressed bodies stored
 }
 

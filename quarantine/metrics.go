@@ -37,6 +37,10 @@ var (
 		Name: "mxgate_quarantine_bytes",
 		Help: "Compressed size of the messages held in the quarantine, the size quarantine.max_bytes caps.",
 	}, func() float64 { return float64(currentStats().Bytes) })
+	_ = promauto.NewCounterFunc(prometheus.CounterOpts{
+		Name: "mxgate_quarantine_expired_total",
+		Help: "Quarantine entries removed at the end of their lifetime (kept in the replicated state: every node reports the same).",
+	}, func() float64 { return float64(currentStats().Expired) })
 	metricMaxBytes = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "mxgate_quarantine_max_bytes",
 		Help: "quarantine.max_bytes (0: no cap), for alerting on mxgate_quarantine_bytes.",

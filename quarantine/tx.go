@@ -31,6 +31,7 @@ var (
 	statEntries = []byte("entries")
 	statHeld    = []byte("held")
 	statBytes   = []byte("bytes")
+	statExpired = []byte("expired")
 	// statReportSent is the end of the period the last daily report
 	// covered, Unix nanoseconds (absent: never).
 	statReportSent = []byte("report_sent")
@@ -272,6 +273,7 @@ func ExpireTx(tx *bolt.Tx, now time.Time) (int, error) {
 		return 0, nil
 	}
 	st.Entries -= int64(len(dead))
+	st.Expired += int64(len(dead))
 	return len(dead), writeStats(tx, fixStats(st))
 }
 
@@ -378,7 +380,7 @@ func readStats(tx *bolt.Tx) Stats {
 		}
 		return 0
 	}
-	return Stats{Entries: get(statEntries), Held: get(statHeld), Bytes: get(statBytes)}
+	return Stats{Entries: get(statEntries), Held: get(statHeld), Bytes: get(statBytes), Expired: get(statExpired)}
 }
 
 func writeStats(tx *bolt.Tx, st Stats) error {
@@ -386,7 +388,7 @@ func writeStats(tx *bolt.Tx, st Stats) error {
 	for _, kv := range []struct {
 		k []byte
 		v int64
-	}{{statEntries, st.Entries}, {statHeld, st.Held}, {statBytes, st.Bytes}} {
+	}{{statEntries, st.Entries}, {statHeld, st.Held}, {statBytes, st.Bytes}, {statExpired, st.Expired}} {
 		if err := b.Put(kv.k, binary.BigEndian.AppendUint64(nil, uint64(kv.v))); err != nil {
 			return fmt.Errorf("quarantine: storing stats: %w", err)
 		}
