@@ -90,17 +90,20 @@ func TestMXRouting(t *testing.T) {
 			t.Errorf("e2e: remote MX got from %q to %v, want sender@e2e.test to user@remote.e2e-mx.test", d.From, d.Rcpts)
 		}
 	}
-	delivered := false
-	for _, ev := range n.findEvents("event", "deliver", "result", "delivered", "destination", "mx") {
-		if fmt.Sprint(ev["rcpts"]) == "[user@remote.e2e-mx.test]" {
-			delivered = true
-			if ev["addr"] != "127.0.0.1:"+portOf(remote.Addr()) {
-				t.Errorf("e2e: delivered to %v, want the MX host's address 127.0.0.1 at outbound.port %s", ev["addr"], portOf(remote.Addr()))
+	// The node logs its deliver line after the remote MX has answered:
+	// wait for the line rather than read the log once.
+	var deliverEv map[string]any
+	wait.For(t, 10*time.Second, "the deliver line for user@remote.e2e-mx.test with destination mx", func() (bool, string) {
+		for _, ev := range n.findEvents("event", "deliver", "result", "delivered", "destination", "mx") {
+			if fmt.Sprint(ev["rcpts"]) == "[user@remote.e2e-mx.test]" {
+				deliverEv = ev
+				return true, ""
 			}
 		}
-	}
-	if !delivered {
-		t.Errorf("e2e: no deliver event for user@remote.e2e-mx.test with destination mx")
+		return false, "not logged yet"
+	})
+	if deliverEv["addr"] != "127.0.0.1:"+portOf(remote.Addr()) {
+		t.Errorf("e2e: delivered to %v, want the MX host's address 127.0.0.1 at outbound.port %s", deliverEv["addr"], portOf(remote.Addr()))
 	}
 	if got := srv.Queries("remote.e2e-mx.test.", "MX"); got < 1 {
 		t.Errorf("e2e: the test resolver was asked %d times for remote.e2e-mx.test MX, want at least once", got)
