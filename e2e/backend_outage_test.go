@@ -68,6 +68,8 @@ func TestBackendOutageShort(t *testing.T) {
 	be.ReleaseHeld()
 	n.waitMetric(10*time.Second, 0, "mxgate_backend_up", "backend", be.Addr())
 	// The outage lasts about a second: the backend listens again then.
+	// This wait is the scenario under test (a 1 s blip), not a guess at
+	// when something is done; what follows polls with deadlines.
 	time.Sleep(time.Until(outageEnd))
 	if err := be.Start(); err != nil {
 		t.Fatal(err)
@@ -117,7 +119,8 @@ func TestBackendOutageAcrossRestart(t *testing.T) {
 	if len(evs) != requeued+1 || fmt.Sprint(evs[len(evs)-1]["count"]) != fmt.Sprint(count) {
 		t.Fatalf("e2e: after restart, requeue events %v, want a last one with count %d", evs, count)
 	}
-	// The backend comes back 2 s after the node.
+	// The backend comes back 2 s after the node: the scenario under test,
+	// not a guess at when something is done.
 	time.Sleep(time.Until(restarted.Add(2 * time.Second)))
 	if err := be.Start(); err != nil {
 		t.Fatal(err)

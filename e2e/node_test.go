@@ -421,6 +421,18 @@ func parseLabels(s string) map[string]string {
 	return out
 }
 
+// waitAtLeast polls a metric until it is at least want.
+func (n *node) waitAtLeast(timeout time.Duration, want float64, name string, labels ...string) {
+	n.t.Helper()
+	wait.For(n.t, timeout, fmt.Sprintf("%s%v >= %v", name, labels, want), func() (bool, string) {
+		v, ok, err := n.metric(name, labels...)
+		if err != nil || !ok {
+			return false, fmt.Sprint("sample absent ", err)
+		}
+		return v >= want, fmt.Sprintf("value %v", v)
+	})
+}
+
 // waitMetric polls a metric until it equals want.
 func (n *node) waitMetric(timeout time.Duration, want float64, name string, labels ...string) {
 	n.t.Helper()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // startHTTP serves h with o on a loopback port; the server is shut down
@@ -177,13 +180,10 @@ func isConnClosed(err error) bool {
 
 func waitOpen(t *testing.T, s *HTTPServer, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.open() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections open, want %d", s.open(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, fmt.Sprintf("%d connections open", want), func() (bool, string) {
+		n := s.open()
+		return n == want, fmt.Sprintf("%d open", n)
+	})
 }
 
 // TestHTTPTimeouts: a connection that sends nothing, one that sends half a

@@ -109,9 +109,6 @@ func itoa(n int) string {
 // ham must (nearly) never reach the tag level (5) by them, and their
 // scores must lean towards spam.
 func TestCorpus(t *testing.T) {
-	if testing.Short() {
-		t.Skip("reads 3,000 messages")
-	}
 	ham := scoreCorpus(t, "ham.tar.gz")
 	spam := scoreCorpus(t, "spam.tar.gz")
 	t.Logf("ham:  %d messages; heuristics score >= 1: %d, >= 3: %d, >= 5: %d", ham.messages, ham.atLeast1, ham.atLeast3, ham.atLeast5)

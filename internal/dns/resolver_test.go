@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mxgate/mxgate/internal/dnstest"
+	"github.com/mxgate/mxgate/internal/wait"
 )
 
 // fakeClock is the cache's clock in tests.
@@ -419,9 +420,7 @@ func TestCallerContext(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() {
 		// Cancel once the query is on the wire.
-		for srv.Queries("slow.test", "MX") == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
+		_ = wait.Until(10*time.Second, func() bool { return srv.Queries("slow.test", "MX") > 0 })
 		cancel()
 	}()
 	start = time.Now()

@@ -306,6 +306,7 @@ func (s *Sender) Run(ctx context.Context, now time.Time) (int, error) {
 	if err := s.Store.ReportSent(ctx, until); err != nil {
 		return sent, fmt.Errorf("quarantine report: recording its time: %w", err)
 	}
+	metricRuns.Inc()
 	return sent, nil
 }
 
